@@ -1,0 +1,4 @@
+"Everything public in mixup_cb: `from mixup_cb.all import *`"
+from .core import *
+from .loss import *
+from .callback import *
