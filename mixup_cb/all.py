@@ -2,3 +2,6 @@
 from .core import *
 from .loss import *
 from .callback import *
+from .cutmix import *
+from .functional import *
+from .manifold import *
