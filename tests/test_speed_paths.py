@@ -1,0 +1,161 @@
+"The fast paths of issue 5 against their definitions: no device waits, recycled memory, the fused cross-entropy."
+import pytest, torch, torch.nn as nn, torch.nn.functional as F
+from fastcore.test import test_close as close
+from fastai.basics import Learner, CrossEntropyLossFlat, Callback, set_seed
+from fastai.torch_core import TensorImage
+import fastai.callback.progress  # Learner.no_bar
+import fastai.callback.core
+from fastai.callback.schedule import SchedCos
+from mixup_cb.all import *
+from mixup_cb.core import Recycler
+from mixup_cb.loss import _fused_ce, _generic_mixup_loss
+from mixup_cb.examples import digits_dls, small_cnn
+
+def _definition(x, perm, lam):
+    "MixUp by its formula, in float64"
+    w = lam.double().view(-1, *[1]*(x.ndim-1))
+    return w*x.double() + (1-w)*x.double()[perm]
+
+# ---- sampling ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('alpha', [0.05, 0.4, 1., 4.])
+def test_sample_lam_is_folded_ratio_of_the_same_gammas(alpha):
+    torch.manual_seed(3); g = torch._standard_gamma(torch.full((2, 300), alpha))
+    t = g[0]/(g[0]+g[1])
+    torch.manual_seed(3); lam = sample_lam(300, alpha)
+    close(lam, torch.maximum(t, 1-t).nan_to_num(1.), eps=1e-6)
+
+# ---- mixing -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_mix_out_equals_definition(dtype, channels_last):
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 8, 8).to(dtype)
+    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    x0, perm, lam = x.clone(), sample_perm(16), sample_lam(16, 1.)
+    rc = Recycler()
+    m = mix(x, perm, lam, out=rc.empty_like(x))
+    assert torch.equal(m, mix(x, perm, lam))  # bitwise the plain path
+    eps = 1e-6 if dtype in (torch.float32, torch.float64) else 2e-2
+    close(m.double(), _definition(x, perm, lam), eps=eps)
+    assert torch.equal(x, x0) and m.dtype==dtype
+    assert m.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+def test_mix_out_keeps_fastai_type_and_metadata():
+    x = TensorImage(torch.randn(8, 3, 4, 4)); x.img_size = (4, 4)
+    perm, lam = sample_perm(8), sample_lam(8, 1.)
+    m = mix(x, perm, lam, out=Recycler().empty_like(x))
+    assert type(m) is TensorImage and m.img_size==(4, 4)
+    close(m.double(), _definition(x, perm, lam), eps=1e-6)
+
+def test_recycler_never_hands_out_memory_in_use():
+    rc, x = Recycler(), torch.randn(8, 5)
+    kept = []
+    for i in range(20):
+        o = rc.empty_like(x).fill_(i)
+        if i%3==0: kept.append((i, o[2:]))  # a view of every third result stays alive
+        del o
+    assert all((o==i).all() for i,o in kept)
+    assert rc.reused>0  # and the others were recycled
+    assert rc.empty_like(torch.randn(4, 5)).shape==(4, 5)  # another size: fresh memory
+
+# ---- the callback in a real fit ---------------------------------------------------------------------------------
+class KeepMixed(Callback):
+    "Keep every mixed training batch and a copy of it, as a recorder might"
+    order = 101
+    def before_fit(self): self.kept = []
+    def before_batch(self):
+        if self.training: self.kept.append((self.xb[0], self.xb[0].clone()))
+
+def _fit(n_batches, recycle=True, cbs=(), monkeypatch=None):
+    set_seed(42)
+    learn = Learner(digits_dls(bs=64), small_cnn(), lr=1e-2).mixup(alpha=1.)
+    if not recycle: monkeypatch.setattr(Recycler, 'empty_like', lambda self, x: torch.empty_like(x))
+    class Stop(Callback):
+        order = 102
+        def after_batch(self):
+            if self.training and self.iter+1>=n_batches: raise fastai.callback.core.CancelEpochException
+    with learn.no_logging(), learn.no_bar(): learn.fit(1, cbs=[Stop(), *cbs])
+    return learn
+
+def test_recycled_training_matches_unbuffered(monkeypatch):
+    a = _fit(8)
+    rc = a.mix_up.__dict__['_rcs'][0]
+    assert rc.reused>=5, rc  # the memory really was reused ...
+    with monkeypatch.context() as m: b = _fit(8, recycle=False, monkeypatch=m)
+    assert b.mix_up.__dict__['_rcs'][0].reused==0
+    for pa,pb in zip(a.model.parameters(), b.model.parameters()):  # ... and training is bitwise the same
+        assert torch.equal(pa, pb)
+        assert torch.equal(pa.grad, pb.grad) if pa.grad is not None else pb.grad is None
+
+def test_kept_batches_never_overwritten():
+    keep = KeepMixed()
+    learn = _fit(8, cbs=[keep])
+    assert len(keep.kept)==8
+    assert all(torch.equal(x, x0) for x,x0 in keep.kept)
+    assert len({x.data_ptr() for x,_ in keep.kept})==8  # all alive, so all on their own memory
+
+# ---- nothing waits on the device --------------------------------------------------------------------------------
+def _raise(*a, **k): raise AssertionError('a device wait (item/cpu/tolist/numpy/bool/float/int) in the batch path')
+_SYNCS = ['item', 'cpu', 'tolist', 'numpy', '__bool__', '__float__', '__int__', '__index__', '__array__']
+
+@pytest.fixture
+def no_sync(monkeypatch):
+    def arm():
+        for k in _SYNCS: monkeypatch.setattr(torch.Tensor, k, _raise)
+    return arm
+
+def test_no_sync_guard_can_fail(no_sync, monkeypatch):
+    t = torch.ones(2)
+    no_sync()
+    for f in (lambda: t.sum().item(), lambda: bool(t.sum()), lambda: t.tolist(), lambda: float(t.sum()), lambda: t.numpy()):
+        with pytest.raises(AssertionError, match='device wait'): f()
+
+@pytest.mark.parametrize('loss_func', [CrossEntropyLossFlat(), nn.CrossEntropyLoss(), F.cross_entropy,
+                                       CrossEntropyLossFlat(label_smoothing=0.1)])
+@pytest.mark.parametrize('kw', [dict(), dict(p=0.5), dict(alpha=SchedCos(1., .1))])
+def test_callback_batch_path_never_waits(no_sync, monkeypatch, loss_func, kw):
+    learn = Learner(digits_dls(bs=32), small_cnn(), loss_func=loss_func).mixup(**kw)
+    learn.epoch,learn.training,learn.n_epoch,learn.pct_train = 0,True,1,0.3
+    learn.dl = learn.dls.train
+    b = learn.dls.one_batch()
+    # PyTorch's own losses refuse fastai's typed tensors (on unmixed batches too): give them plain ones
+    if not isinstance(loss_func, CrossEntropyLossFlat): b = tuple(t.as_subclass(torch.Tensor) for t in b)
+    learn('before_fit'); learn('before_train')
+    cb, orig = learn.mix_up, learn.loss_func
+    for _ in range(3):
+        learn._split(b)
+        no_sync()  # from here to the end of the batch, only the callback's events, the model and the loss run
+        cb('before_batch')
+        learn.pred = learn.model(*learn.xb); cb('after_pred')
+        loss = learn.loss_func(learn.pred, *learn.yb)
+        loss.backward()
+        cb('after_batch')
+        monkeypatch.undo()
+        assert learn.loss_func is orig
+        assert loss.ndim==0 and torch.isfinite(loss)
+
+@pytest.mark.parametrize('crit', [nn.CrossEntropyLoss(), nn.BCEWithLogitsLoss(), nn.MSELoss()])
+def test_mixuploss_never_waits(no_sync, crit):
+    pred = torch.randn(16, 4, requires_grad=True)
+    y = torch.randint(0, 4, (16,)) if isinstance(crit, nn.CrossEntropyLoss) else torch.rand(16, 4)
+    lf = MixUpLoss(crit)
+    no_sync()
+    x = torch.randn(16, 4); perm, lam = sample_perm(16), sample_lam(16, 0.4)
+    mix(x, perm, lam, out=Recycler().empty_like(x))
+    lf.arm(perm, lam)(pred, y).backward()
+
+# ---- the fused cross-entropy against the definition ---------------------------------------------------------------
+@pytest.mark.parametrize('crit', [F.cross_entropy, nn.CrossEntropyLoss(), CrossEntropyLossFlat(),
+                                  nn.CrossEntropyLoss(weight=torch.rand(10, dtype=torch.float64), reduction='sum')])
+def test_fused_ce_equals_definition(crit):
+    torch.manual_seed(1)
+    pred, y = torch.randn(256, 10, dtype=torch.float64), torch.randint(0, 10, (256,))
+    perm, lam = sample_perm(256), sample_lam(256, 0.4)
+    assert _fused_ce(crit, pred, (y,)) is not None
+    w = getattr(crit, 'weight', None)
+    ce = lambda t: F.cross_entropy(pred, t, weight=w, reduction='none')
+    by_def = lam.double()*ce(y) + (1-lam.double())*ce(y[perm])
+    by_def = by_def.sum() if getattr(crit, 'reduction', 'mean')=='sum' else by_def.mean()
+    close(mixup_loss(crit, pred, (y,), perm, lam), by_def, eps=1e-10)
+    # fastai's flattened losses compute float64 predictions in float32: the generic path agrees to float32 precision
+    close(mixup_loss(crit, pred, (y,), perm, lam), _generic_mixup_loss(crit, pred, (y,), perm, lam), eps=1e-6)
