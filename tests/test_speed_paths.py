@@ -159,3 +159,23 @@ def test_fused_ce_equals_definition(crit):
     close(mixup_loss(crit, pred, (y,), perm, lam), by_def, eps=1e-10)
     # fastai's flattened losses compute float64 predictions in float32: the generic path agrees to float32 precision
     close(mixup_loss(crit, pred, (y,), perm, lam), _generic_mixup_loss(crit, pred, (y,), perm, lam), eps=1e-6)
+
+@pytest.mark.parametrize('shape', [(64, 7), (4, 3, 5, 6)])
+def test_fused_ce_gradient_equals_definition(shape):
+    "The hand-written backward against autograd through the definition, with class weights and ignored targets"
+    torch.manual_seed(2)
+    pred = torch.randn(*shape, dtype=torch.float64)
+    y = torch.randint(0, shape[1], (shape[0], *shape[2:])); y.view(-1)[:3] = -100
+    w = torch.rand(shape[1], dtype=torch.float64)
+    perm, lam = sample_perm(shape[0]), sample_lam(shape[0], 1.)
+    crit = nn.CrossEntropyLoss(weight=w)
+    assert _fused_ce(crit, pred, (y,)) is not None
+    p1, p2 = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+    l1 = mixup_loss(crit, p1, (y,), perm, lam)
+    lm = lam.double().view(-1, *[1]*(y.ndim-1))
+    ce = lambda t: F.cross_entropy(p2, t, weight=w, reduction='none')
+    l2 = (lm*ce(y) + (1-lm)*ce(y[perm])).mean()
+    close(l1, l2, eps=1e-12)
+    g = torch.randn(())
+    (l1*g).backward(); (l2*g).backward()
+    close(p1.grad, p2.grad, eps=1e-12)
