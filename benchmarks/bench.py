@@ -1,6 +1,6 @@
 """What MixUp costs per batch: mixup_cb against fastai v2, timm, torchvision, a naive version and the floors, in one run.
 
-    python benchmarks/bench.py                  # CPU, full run (a few minutes on 2 CPUs)
+    python benchmarks/bench.py                  # CPU, full run (about 2 minutes on 2 idle CPUs)
     python benchmarks/bench.py --quick          # fewer repeats, for a quick look
     python benchmarks/bench.py --device cuda    # on a GPU (times with torch.cuda.synchronize around each call)
 
@@ -221,7 +221,7 @@ def main(argv=None):
     dev = torch.device(a.device)
     if dev.type=='cuda' and not torch.cuda.is_available(): sys.exit('--device cuda: no GPU is visible to torch')
     q = a.quick
-    reps_small, reps_big, reps_loss, rounds, steps = (5, 3, 10, 4, 5) if q else (60, 15, 100, 25, 10)
+    reps_small, reps_big, reps_loss, rounds, steps = (5, 3, 10, 4, 5) if q else (200, 40, 300, 60, 10)
     if dev.type=='cuda': reps_big = reps_small
     cmd = 'python benchmarks/bench.py' + ' '.join(['']+(argv if argv is not None else sys.argv[1:]))
     lines = [f'### MixUp benchmark: {dev.type}', '',
