@@ -3,7 +3,7 @@
 path waits on the device, and fastai's real CUDA mixed precision trains with MixUp."""
 import pytest, torch, torch.nn.functional as F
 from fastai.basics import Learner, accuracy, CrossEntropyLossFlat
-import fastai.callback.progress, fastai.callback.fp16  # Learner.no_bar, Learner.to_fp16
+import fastai.callback.progress, fastai.callback.fp16, fastai.callback.schedule  # no_bar, to_fp16, fit_one_cycle
 from mixup_cb.all import *
 from mixup_cb.examples import digits_dls, small_cnn
 
