@@ -21,12 +21,19 @@ class Counting:
     @property
     def n(self): return len(self.graphs)
 
+def scored_with(learn)->str:
+    "After a training batch's loss: 'MixUpLoss' if it equals the mixed loss of the recorded draws, else the loss's type"
+    mu = getattr(learn, 'mix_up', None)
+    if mu is None or mu.lam is None: return type(learn.loss_func).__name__
+    want = mixup_loss(learn.loss_func, learn.pred, learn.yb, mu.perm, mu.lam)
+    return 'MixUpLoss' if torch.allclose(learn.loss.float(), want.float(), rtol=1e-4, atol=1e-6) else 'other'
+
 class LossSeen(Callback):
-    "The type of the loss each training batch is scored with"
+    "What each training batch was scored with (MixUp swaps the loss in only for the loss call itself)"
     order = 110  # after MixUp
     def __init__(self): self.lfs = []
-    def after_pred(self):
-        if self.training: self.lfs.append(type(self.learn.loss_func).__name__)
+    def after_loss(self):
+        if self.training: self.lfs.append(scored_with(self.learn))
 
 def _learner(cnt, mixup=True):
     torch._dynamo.reset()
