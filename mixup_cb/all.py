@@ -5,3 +5,4 @@ from .callback import *
 from .cutmix import *
 from .functional import *
 from .manifold import *
+from .show import *
