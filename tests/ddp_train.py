@@ -70,6 +70,9 @@ def main(out:Path, same_seed:bool):
                 valid_loss=float(learn.recorder.values[0][1]) if finished else None)
     torch.save(dict(meta=done, shard=shard[0], raw=raw.raw, mixed=rec.mixed, perm=rec.perm, lam=rec.lam, lf=rec.lf,
                     params=[p.detach().clone() for p in learn.model.parameters()]), out/f'rank{rank}.pt')
+    # Leave together and close gloo explicitly: a rank that exits while the other still holds the group (or with
+    # gloo's threads alive at interpreter exit) can abort with "terminate called without an active exception"
+    if dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
 
 if __name__=='__main__':
     main(Path(sys.argv[1]), '--same-seed' in sys.argv)
