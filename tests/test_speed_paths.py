@@ -40,6 +40,29 @@ def test_mix_out_equals_definition(dtype, channels_last):
     assert torch.equal(x, x0) and m.dtype==dtype
     assert m.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_blocked_mix_equals_definition(dtype, channels_last):
+    "A batch over 4 blocks is mixed a block of samples at a time on the CPU (float32/64): bitwise the one-pass result"
+    from mixup_cb.core import _BLOCK
+    bs = 53  # blocks of several samples, the last one shorter
+    x = torch.randn(bs, 3, 150, 150).to(dtype)
+    per = x[0].nbytes
+    if dtype!=torch.bfloat16: assert x.nbytes>4*_BLOCK and 1<_BLOCK//per<bs and bs%(_BLOCK//per)
+    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    x = x.as_subclass(TensorImage)  # (TensorImage(x) would make a float64 x float32)
+    x0, perm, lam = x.clone(), sample_perm(bs), sample_lam(bs, 1.)
+    rc = Recycler()
+    for _ in range(2):  # fresh memory, then recycled memory
+        m = mix(x, perm, lam, out=rc.empty_like(x))
+        assert type(m) is TensorImage and m.dtype==dtype
+        assert torch.equal(m, mix(x, perm, lam))  # bitwise the plain path ...
+        tol = dict(rtol=1e-6, atol=1e-6) if dtype!=torch.bfloat16 else dict(rtol=1.6e-2, atol=3e-2)  # bf16: a few ulps of inputs up to ~5
+        torch.testing.assert_close(m.as_subclass(torch.Tensor).double(), _definition(x, perm, lam).as_subclass(torch.Tensor), **tol)  # ... the definition
+        assert m.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        del m
+    assert rc.reused==1 and torch.equal(x, x0)
+
 def test_mix_out_keeps_fastai_type_and_metadata():
     x = TensorImage(torch.randn(8, 3, 4, 4)); x.img_size = (4, 4)
     perm, lam = sample_perm(8), sample_lam(8, 1.)
