@@ -5,12 +5,13 @@
     python benchmarks/bench.py --device cuda    # on a GPU (times with torch.cuda.synchronize around each call)
 
 Prints a markdown table and writes it to benchmarks/results-<device>.md. Every implementation of a row group runs on
-the same tensors, interleaved repeat by repeat (so a busy machine slows all of them alike); the table gives the
-median of the repeats with min and max, and ratios of medians from the same run. timm and torchvision come from
+the same tensors, interleaved repeat by repeat in a new shuffled order each round (so a busy machine slows all of them
+alike, and none always runs right after the same one: on these CPUs the call after a plain cross-entropy ran up to
+100 us slower); the table gives the median of the repeats with min and max, and ratios of medians from the same run. timm and torchvision come from
 the `bench` extra (`pip install -e ".[bench]"`); a peer that is missing or fails is reported as such.
 """
 from __future__ import annotations
-import argparse, os, platform, statistics, sys, time, warnings
+import argparse, os, platform, random, statistics, sys, time, warnings
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -37,7 +38,7 @@ def _sync(dev):
     if dev.type=='cuda': torch.cuda.synchronize(dev)
 
 def run_group(fns:dict, reps:int, dev, warmup:int=2)->dict:
-    "Time each `fns[name]()` `reps` times, interleaved; {name: [seconds]} or {name: 'error text'}"
+    "Time each `fns[name]()` `reps` times, interleaved in a shuffled order; {name: [seconds]} or {name: 'error text'}"
     res = {}
     for k,f in fns.items():  # warm up, and drop the ones that fail
         try:
@@ -45,7 +46,9 @@ def run_group(fns:dict, reps:int, dev, warmup:int=2)->dict:
             _sync(dev); res[k] = []
         except Exception as e: res[k] = f'fails: {type(e).__name__}: {str(e).splitlines()[0][:60]}'
     live = [k for k in fns if isinstance(res[k], list)]
+    rng = random.Random(0)
     for _ in range(reps):
+        rng.shuffle(live)  # a new order every round: no implementation always runs right after the same one
         for k in live:
             _sync(dev); t = time.perf_counter(); fns[k](); _sync(dev)
             res[k].append(time.perf_counter()-t)
@@ -226,7 +229,7 @@ def main(argv=None):
     cmd = 'python benchmarks/bench.py' + ' '.join(['']+(argv if argv is not None else sys.argv[1:]))
     lines = [f'### MixUp benchmark: {dev.type}', '',
              f'Machine: {machine(dev)}. ', f'Command: `{cmd}`, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. ',
-             'Median of interleaved repeats (min, max); ratios are of medians from this run. alpha=0.4, 10 classes for the peers\' one-hot targets.']
+             'Median of repeats interleaved in a new shuffled order each round (min, max); ratios are of medians from this run. alpha=0.4, 10 classes for the peers\' one-hot targets.']
     print('\n'.join(lines), flush=True)
     def emit(ls):
         lines.extend(ls); print('\n'.join(ls), flush=True)
