@@ -6,6 +6,7 @@ from fastai.basics import Learner, accuracy, CrossEntropyLossFlat
 import fastai.callback.progress, fastai.callback.fp16, fastai.callback.schedule  # no_bar, to_fp16, fit_one_cycle
 from mixup_cb.all import *
 from mixup_cb.examples import digits_dls, small_cnn
+from mixup_cb.loss import _generic_mixup_loss
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
@@ -43,3 +44,21 @@ def test_fit_fp16_on_cuda():
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(3, 1e-2)
     assert learn.recorder.values[-1][2] > 0.85
     assert type(learn.loss_func) is CrossEntropyLossFlat
+
+def test_mixed_ce_and_mix_under_deterministic_algorithms():
+    "torch.use_deterministic_algorithms(True): the fused mixed CE (a gather and a sum) and the mix run on CUDA, repeatably"
+    torch.manual_seed(0)
+    pred = torch.randn(256, 10, device='cuda', requires_grad=True)
+    y = torch.randint(0, 10, (256,), device='cuda'); y[:7] = -100  # some ignored targets too
+    perm, lam = sample_perm(256, 'cuda'), sample_lam(256, 0.4, 'cuda')
+    x = torch.randn(256, 3, 8, 8, device='cuda')
+    torch.use_deterministic_algorithms(True)
+    try:
+        out = []
+        for _ in range(2):
+            l = mixup_loss(torch.nn.CrossEntropyLoss(), pred, (y,), perm, lam); l.backward()
+            out.append((l.detach(), pred.grad.clone(), mix(x, perm, lam))); pred.grad = None
+    finally: torch.use_deterministic_algorithms(False)
+    (l0,g0,m0),(l1,g1,m1) = out
+    assert torch.equal(l0, l1) and torch.equal(g0, g1) and torch.equal(m0, m1)
+    torch.testing.assert_close(l0, _generic_mixup_loss(torch.nn.CrossEntropyLoss(), pred, (y,), perm, lam).detach())
