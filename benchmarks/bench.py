@@ -7,8 +7,9 @@
 Prints a markdown table and writes it to benchmarks/results-<device>.md. Every implementation of a row group runs on
 the same tensors, interleaved repeat by repeat in a new shuffled order each round (so a busy machine slows all of them
 alike, and none always runs right after the same one: on these CPUs the call after a plain cross-entropy ran up to
-100 us slower); the table gives the median of the repeats with min and max, and ratios of medians from the same run. timm and torchvision come from
-the `bench` extra (`pip install -e ".[bench]"`); a peer that is missing or fails is reported as such.
+100 us slower); the table gives the median of the repeats with min and max, and ratios of medians from the same run.
+timm and torchvision come from the `bench` extra (`pip install -e ".[bench]"`); a peer that is missing or fails is
+reported as such.
 """
 from __future__ import annotations
 import argparse, os, platform, random, statistics, sys, time, warnings
