@@ -33,21 +33,49 @@ def check_bool(v, who:str)->bool:
     return v
 
 # %% ../nbs/00_core.ipynb #a88e8a7c
+def _probe_gamma():
+    "torch's native Gamma sampler where it is there and takes a generator, else `None`"
+    f = getattr(torch, '_standard_gamma', None)  # private: guarded, with a public fallback in `_gamma`
+    try: return f if f(torch.ones(2), generator=torch.Generator().manual_seed(0)).shape==(2,) else None
+    except Exception: return None
+
+_native_gamma = _probe_gamma()
+
+def _public_gamma(conc:Tensor)->Tensor: return torch.distributions.Gamma(conc, torch.ones_like(conc)).sample()
+
+def _gamma(conc:Tensor, generator:torch.Generator|None=None)->Tensor:
+    "Standard Gamma(`conc`, 1) draws from torch's native sampler, or from `torch.distributions` where that is missing"
+    if _native_gamma is not None: return _native_gamma(conc, generator=generator)
+    if generator is None: return _public_gamma(conc)
+    # `torch.distributions` takes no generator: draw from the global stream set to the generator's state, hand the
+    # advanced state back, and leave the global stream as it was
+    dev = conc.device
+    with torch.random.fork_rng(devices=[dev] if dev.type=='cuda' else []):
+        if dev.type=='cuda': torch.cuda.set_rng_state(generator.get_state(), dev)
+        else: torch.set_rng_state(generator.get_state())
+        g = _public_gamma(conc)
+        generator.set_state(torch.cuda.get_rng_state(dev) if dev.type=='cuda' else torch.get_rng_state())
+    return g
+
 def sample_lam(bs:int, # Number of lambdas: one per sample
                alpha:float, # Beta(alpha, alpha) concentration: small mixes little, 1 is uniform, large mixes evenly
                device=None, # Device to draw on: the inputs' device
                generator:torch.Generator|None=None, # Optional RNG; torch's global one otherwise
               )->Tensor: # float32 lambdas in [0.5, 1], shape (bs,)
     "`bs` lambdas from Beta(`alpha`,`alpha`), each folded to `max(t, 1-t)`"
-    g = torch._standard_gamma(torch.full((2,bs), float(alpha), device=device), generator=generator)
-    # t = g0/(g0+g1) and max(t, 1-t) = max(g0,g1)/(g0+g1): the fold in three ops, and without 1-t's rounding.
-    # Both gammas underflow to 0 only for a tiny alpha, whose Beta puts its mass at 0 and 1: that 0/0 folds to 1
-    return g.amax(0).div_(g.sum(0)).nan_to_num_(1.)
+    # In float64: for a small alpha a Gamma draw is often below float32's smallest normal number (where torch clamps
+    # it), and pairs of such draws would give lambdas near 0.5 that Beta(alpha, alpha) all but never gives
+    g = _gamma(torch.full((2,bs), float(alpha), dtype=torch.float64, device=device), generator)
+    # t = g0/(g0+g1) and max(t, 1-t) = max(g0,g1)/(g0+g1): the fold without 1-t's rounding. Where both draws still
+    # underflow (alpha below ~0.001), Beta's mass is at 0 and 1: the pair folds to 1, not to their ratio's 0.5
+    m = g.amax(0)
+    return m.div(g.sum(0)).masked_fill_(m<=torch.finfo(m.dtype).tiny, 1.).float()
 
 # %% ../nbs/00_core.ipynb #fad093ef
 def sample_perm(bs:int, device=None, generator:torch.Generator|None=None)->Tensor:
-    "A random permutation of `range(bs)`: sample `i` is mixed with sample `perm[i]`"
-    return torch.randperm(bs, device=device, generator=generator)
+    "A random cyclic permutation of `range(bs)`: sample `i` is mixed with sample `perm[i]`, never with itself (`bs>=2`)"
+    order = torch.randperm(bs, device=device, generator=generator)
+    return torch.empty_like(order).scatter_(0, order, order.roll(-1))  # perm[order[k]] = order[k+1], around the circle
 
 # %% ../nbs/00_core.ipynb #c5a53ca2
 def is_mixable(x)->bool:
@@ -97,7 +125,16 @@ def mix(x:Tensor, # Batch-first tensor to mix; float (or complex) only, anything
     return _retype(out, x)
 
 # %% ../nbs/00_core.ipynb #5506b0db
-_use_count = getattr(torch._C, '_storage_Use_Count', None)
+def _probe_use_count():
+    "torch's count of references to a storage, where it is there and counts as `Recycler` needs, else `None`"
+    f = getattr(torch._C, '_storage_Use_Count', None)  # private: guarded; without it nothing is recycled
+    try:
+        t = torch.empty(4); st = t.untyped_storage(); alive = f(st._cdata)
+        del t
+        return f if alive>=2 and f(st._cdata)==1 else None
+    except Exception: return None
+
+_use_count = _probe_use_count()
 
 class Recycler:
     "Hands out tensors like `x`, reusing the memory of the last one once nothing else refers to it (CPU only)"
