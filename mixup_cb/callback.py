@@ -6,7 +6,7 @@ Docs: https://mixup-cb.github.io/mixup_cb/callback.html.md"""
 
 # %% ../nbs/03_callback.ipynb #047419ae
 from __future__ import annotations
-import math, random, torch
+import math, random, warnings, torch
 from torch import Tensor
 from fastcore.basics import *
 from fastai.callback.core import Callback
@@ -15,23 +15,9 @@ from .core import *
 from .loss import MixUpLoss
 
 # %% auto #0
-__all__ = ['MixCallback', 'MixUpCallback']
+__all__ = ['mixing_cb', 'MixCallback', 'MixUpCallback']
 
 # %% ../nbs/03_callback.ipynb #8c40fda1
-def _check_batch(xb, what:str, bs:int|None=None)->int:
-    "The batch size of `xb`, or an error naming the entry of `xb` that cannot be mixed and what to do"
-    for i,x in enumerate(xb):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"MixUpCallback: {what} {i} is a {type(x).__name__}, not a tensor, so it cannot be mixed. "
-                            "Mixing needs batch-first tensors; convert it in the DataLoader (or a before_batch callback).")
-        if x.ndim==0:
-            raise ValueError(f"MixUpCallback: {what} {i} is a 0-d tensor ({x!r}); every input and target must be batch-first.")
-        if bs is None: bs = x.shape[0]
-        if x.shape[0]!=bs:
-            raise ValueError(f"MixUpCallback: {what} {i} has shape {tuple(x.shape)}, but the batch has {bs} samples. "
-                             "Every input and target must be batch-first.")
-    return bs
-
 def _check_prob(v, who:str, what:str='')->float:
     if isinstance(v, bool) or not isinstance(v, (int,float)) or not 0<=v<=1:
         raise ValueError(f"{who} must be a number in [0, 1]{what}, got {v!r}")
@@ -41,6 +27,19 @@ def _check_sched(alpha, who:str='alpha'):
     "`alpha` checked as a Beta concentration, or a schedule `f(pct_train)` checked at the start of training"
     if callable(alpha): check_alpha(alpha(0.), f'{who}(0), the schedule at the start of training,'); return alpha
     return check_alpha(alpha, who)
+
+def mixing_cb(learn:Learner):
+    "The mixing callback that mixes `learn`'s training batches: the last one attached (any before it stand aside), or `None`"
+    return last(learn.cbs.filter(risinstance(MixCallback)))
+
+def _warn_standing_aside(cb, others):
+    if not others: return
+    msg = (f"{cb!r} mixes the training batches of this fit; {', '.join(map(repr, others))} "
+           f"{'stands' if len(others)==1 else 'stand'} aside for it, since two mixing callbacks would mix every batch twice. "
+           "Standing aside lasts this fit only: a plain fit() mixes with the learner's own callback again. "
+           "To replace the learner's mixing callback for good, use learn.mixup(...), learn.cutmix(...) or learn.add_mixing(cb).")
+    # A fresh registry: Python's default filter shows a repeated message once per process; this one is said every fit
+    warnings.warn_explicit(msg, UserWarning, 'mixup_cb', 0, registry={})
 
 class MixCallback(Callback):
     "Base of the mixing callbacks: per training batch, a shuffle, lambdas, mixed inputs and a mixed loss"
@@ -67,7 +66,9 @@ class MixCallback(Callback):
         self.alpha,self.stack_y = _check_sched(alpha),check_bool(stack_y, 'stack_y')
         self.p,self.until = _check_prob(p, 'p'),_check_prob(until, 'until')
         self.perm = self.lam = self.lf = self.old_lf = None
-        self.mix_loss = False
+        self.mix_loss,self.mixing = False,True
+
+    def __repr__(self): return f"{type(self).__name__}(alpha={self.alpha!r})"
 
     def alpha_now(self)->float:
         "The alpha for this batch: `alpha`, or the schedule at the current point of training (<= 0 means: don't mix)"
@@ -81,17 +82,19 @@ class MixCallback(Callback):
         return (self.p<1 and random.random()>=self.p) or self.alpha_now()<=0
 
     def before_train(self):
+        if not self.mixing: return
         self._restore()
         self.old_lf = self.learn.loss_func
         self.lf = MixUpLoss(self.old_lf) if self.stack_y else None  # a loss that can't be mixed fails here, not mid-epoch
 
     def before_batch(self):
+        if not self.mixing: return
         learn = self.learn  # once: every `self.xb` would go through the callback's attribute forwarding
-        xb = learn.xb
-        bs = _check_batch(xb, 'input')
+        xb,yb = learn.xb,learn.yb
+        # Before any draw or mix, and for a batch of one too: a bad batch costs nothing and changes nothing
+        who = type(self).__name__
+        bs = check_batch(yb, 'target', check_batch(xb, 'input', who=who), who)
         if bs is None or bs<2 or self.skip_batch(): return
-        yb = learn.yb
-        _check_batch(yb, 'target', bs)  # before any draw or mix: a bad batch costs nothing and changes nothing
         dev = xb[0].device
         self.perm,self.lam = sample_perm(bs, dev),sample_lam(bs, self.alpha_now(), dev)
         learn.xb = self.mix_xb(xb)
@@ -119,7 +122,13 @@ class MixCallback(Callback):
         self.lf.disarm()
         if self.learn is not None and self.learn.loss_func is self.lf: self.learn.loss_func = self.old_lf
     after_cancel_batch = after_train = after_cancel_train = after_cancel_fit = after_fit = before_validate = _restore
-    def before_fit(self): self.after_batch()  # clears anything a fit that raised may have left
+    def before_fit(self):
+        self.after_batch()  # clears anything a fit that raised may have left
+        # One mix per batch: of several mixing callbacks, the last attached mixes this fit (the one passed to
+        # `fit(cbs=...)`, or added last); the others stand aside for this fit only
+        active = mixing_cb(self.learn)
+        self.mixing = active is self
+        if self.mixing: _warn_standing_aside(self, self.learn.cbs.filter(lambda o: isinstance(o, MixCallback) and o is not self))
 
     def __getstate__(self):
         return {**{k:v for k,v in super().__getstate__().items() if k!='order'}, 'perm':None, 'lam':None, 'mix_loss':False}

@@ -12,7 +12,7 @@ from torch import Tensor
 from fastcore.basics import *
 
 # %% auto #0
-__all__ = ['check_alpha', 'check_bool', 'sample_lam', 'sample_perm', 'is_mixable', 'lam_like', 'mix', 'Recycler']
+__all__ = ['check_alpha', 'check_bool', 'check_batch', 'sample_lam', 'sample_perm', 'is_mixable', 'lam_like', 'mix', 'Recycler']
 
 # %% ../nbs/00_core.ipynb #72dfb5b5
 def check_alpha(alpha, who:str='alpha')->float:
@@ -31,6 +31,24 @@ def check_bool(v, who:str)->bool:
     "`v` if it is a `bool`, else a `TypeError` naming `who`"
     if not isinstance(v, bool): raise TypeError(f"{who} must be True or False, got {type(v).__name__} {v!r}")
     return v
+
+def check_batch(xb, # Inputs (or targets) of one batch
+                what:str='input', # What they are, for the message: 'input' or 'target'
+                bs:int|None=None, # The batch size they must have; the first one's otherwise
+                who:str='MixUpCallback', # Who is asking, for the message
+               )->int|None: # The batch size
+    "The batch size of `xb`, or an error naming the entry of `xb` that cannot be mixed and what to do"
+    for i,x in enumerate(xb):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{who}: {what} {i} is a {type(x).__name__}, not a tensor, so it cannot be mixed. Mixing needs "
+                            "batch-first tensors; convert it first (in a fastai DataLoader: its transforms, or a before_batch callback).")
+        if x.ndim==0:
+            raise ValueError(f"{who}: {what} {i} is a 0-d tensor ({x!r}); every input and target must be batch-first.")
+        if bs is None: bs = x.shape[0]
+        if x.shape[0]!=bs:
+            raise ValueError(f"{who}: {what} {i} has shape {tuple(x.shape)}, but the batch has {bs} samples. "
+                             "Every input and target must be batch-first.")
+    return bs
 
 # %% ../nbs/00_core.ipynb #a88e8a7c
 def _probe_gamma():

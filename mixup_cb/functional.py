@@ -19,13 +19,13 @@ __all__ = ['mixup_batch', 'cutmix_batch', 'mixed_loss']
 # %% ../nbs/08_functional.ipynb #19179f4a
 def _inputs(x, who:str)->tuple:
     "`x` as a tuple of batch-first tensors of one batch size, or an error saying what is wrong"
-    xb = (x,) if isinstance(x, Tensor) else tuple(x)
-    if not xb: raise ValueError(f"{who}: no inputs to mix; pass a batch-first tensor or a tuple of them")
-    for i,o in enumerate(xb):
-        if not isinstance(o, Tensor) or o.ndim==0 or o.shape[0]!=xb[0].shape[0]:
-            raise ValueError(f"{who}: input {i} must be a batch-first tensor with {xb[0].shape[0] if isinstance(xb[0], Tensor) and xb[0].ndim else '?'} samples, "
-                             f"got {type(o).__name__} {tuple(getattr(o, 'shape', ()))}")
-    return xb
+    if isinstance(x, Tensor): return (x,)
+    if not isinstance(x, (tuple,list)):
+        raise TypeError(f"{who}: expected a batch-first tensor or a tuple of them, got {type(x).__name__}. Convert the batch to "
+                        "a tensor first (torch.as_tensor for arrays and lists, torchvision's pil_to_tensor for images).")
+    if not x: raise ValueError(f"{who}: no inputs to mix; pass a batch-first tensor or a tuple of them")
+    check_batch(x, 'input', who=who)
+    return tuple(x)
 
 def _like(x, xb:tuple): return xb[0] if isinstance(x, Tensor) else xb
 
