@@ -9,11 +9,14 @@ from __future__ import annotations
 import warnings
 # fastai's import triggers torch's deprecation notice for jit.script: noise on a command line's first screen
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
-import argparse, itertools, json, math, random, sys, time, torch, numpy as np, pandas as pd
+import argparse, csv, io, itertools, json, math, os, random, sys, time, torch, numpy as np, pandas as pd
+import torch.nn.functional as F
+from collections import Counter
 from pathlib import Path
 from functools import partial
 from contextlib import contextmanager
 from fastcore.basics import *
+from fastcore.imports import noop
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.callback.progress import ProgressCallback  # adds `Learner.no_bar`
@@ -21,16 +24,18 @@ from fastai.callback.schedule import fit_one_cycle
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
+from . import __version__
 from .core import check_alpha
 from .examples import digits_dls, small_cnn, add_label_noise
 from .callback import MixUpCallback
-from .show import mixing_cb, plot_lams, plot_curves
+from .show import mixing_cb, plot_lams, plot_curves, plot_reliability
 import mixup_cb.show  # adds `Learner.show_mixup`
 
 # %% auto #0
-__all__ = ['DEFAULT_LR', 'THREADS', 'CompareError', 'check_alphas', 'image_dls', 'csv_dls', 'load_data', 'make_learner',
-           'num_threads', 'LamRecorder', 'run_one', 'summarize', 'format_table', 'write_results', 'write_mixup',
-           'compare', 'main']
+__all__ = ['MIN_STEPS', 'DEFAULT_LR', 'THREADS', 'CompareError', 'check_alphas', 'auto_bs', 'auto_epochs', 'image_dls',
+           'read_table', 'csv_dls', 'load_data', 'make_learner', 'pick_threads', 'num_threads', 'LamRecorder',
+           'reliability', 'ece', 'run_one', 'summarize', 'format_table', 'reading', 'chance_level', 'run_problems',
+           'learn_warning', 'write_results', 'write_mixup', 'compare', 'main']
 
 # %% ../nbs/11_compare.ipynb #9e66d305
 class CompareError(ValueError):
@@ -51,6 +56,17 @@ def _check_int(v, who, lo=1):
     if isinstance(v, bool) or not isinstance(v, int) or v<lo: raise CompareError(f"{who} must be a whole number >= {lo}, got {v!r}")
     return v
 
+def auto_bs(n_train:int)->int:
+    "A batch size for `n_train` examples: a power of two near `n_train/8` in [8, 64], so an epoch is at least ~8 steps"
+    return int(min(64, max(8, 2**math.floor(math.log2(max(n_train, 1)/8)))))
+
+MIN_STEPS = 150  # optimizer steps a run gets at least when --epochs is not given
+
+def auto_epochs(steps:int, # Optimizer steps in one epoch
+               )->int:
+    "Epochs for a run: 10, or more (at most 40) until the run makes `MIN_STEPS` steps"
+    return int(min(40, max(10, math.ceil(MIN_STEPS/max(steps, 1)))))
+
 # %% ../nbs/11_compare.ipynb #ebe8da9f
 def _noisy(labels:list, train_idx:list, vocab:list, noise:float, seed:int)->list:
     "`labels` with a fraction `noise` of those at `train_idx` replaced by a different class of `vocab`"
@@ -68,12 +84,26 @@ def _split(n:int, valid_pct:float, seed:int)->tuple:
     return sorted(idx[n_val:]),sorted(idx[:n_val])
 
 # %% ../nbs/11_compare.ipynb #07c4470e
-def _image_items(path:Path, valid_pct:float, seed:int)->tuple:
-    "`(files, labels, train_idx, valid_idx)` of an image folder"
+def _unreadable(f:Path)->str|None:
+    "Why the image `f` cannot be decoded, or `None`"
+    from PIL import Image
+    try:
+        with Image.open(f) as im: im.draft('RGB', (64,64)); im.load()  # draft: a JPEG decodes at a reduced size, fast
+    except Exception as e: return type(e).__name__
+    return None
+
+def _image_items(path:Path, valid_pct:float, seed:int, say=noop)->tuple:
+    "`(files, labels, train_idx, valid_idx)` of an image folder; files that do not decode are skipped and named"
     from fastai.data.transforms import get_image_files
     files = list(get_image_files(path))
     if not files: raise CompareError(f"{path}: no image files found in this folder or its subfolders (looked for .jpg, .png, ...). "
                                      "Put each class's images in a subfolder named after the class.")
+    bad = {f:e for f in files if (e:=_unreadable(f)) is not None}
+    if bad:
+        names = ', '.join(f"{f.relative_to(path)} ({e})" for f,e in list(bad.items())[:5]) + (', ...' if len(bad)>5 else '')
+        if len(bad)==len(files): raise CompareError(f"{path}: none of its {len(files)} image files can be read: {names}")
+        say(f"skipped {len(bad)} of {len(files)} image files that cannot be read: {names}")
+        files = [f for f in files if f not in bad]
     vdir = first(path/n for n in ('valid','val') if (path/n).is_dir())
     if (path/'train').is_dir():
         train = [i for i,f in enumerate(files) if f.is_relative_to(path/'train')]
@@ -91,38 +121,87 @@ def _image_items(path:Path, valid_pct:float, seed:int)->tuple:
     return files,labels,train,valid
 
 def image_dls(path:Path, # A folder of images: class subfolders, or train/ and valid/ with class subfolders
-              bs:int=64, # Batch size (at most the number of training images)
+              bs:int|None=None, # Batch size; `auto_bs` of the training images otherwise
               size:int=64, # Images are resized to `size` x `size`
               noise:float=0., # Fraction of training labels replaced by a wrong class
               valid_pct:float=0.2, # Held out when there is no valid/ folder
               seed:int=42, # Seed of the split and the noise
+              say=noop, # Called with a note for the user (skipped files)
              ):
     "fastai `DataLoaders` of an image folder, labelled by parent folder"
     from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, ItemGetter, IndexSplitter, Resize
-    files,labels,train,valid = _image_items(path, valid_pct, seed)
+    files,labels,train,valid = _image_items(path, valid_pct, seed, say)
     vocab = sorted(set(labels))
     labels = _noisy(labels, train, vocab, noise, seed)
     db = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab)), get_x=ItemGetter(0), get_y=ItemGetter(1),
                    splitter=IndexSplitter(valid), item_tfms=Resize(size))
-    return db.dataloaders(list(zip(files, labels)), path=path, bs=min(bs, len(train)), num_workers=0)
+    return db.dataloaders(list(zip(files, labels)), path=path, bs=min(ifnone(bs, auto_bs(len(train))), len(train)), num_workers=0)
 
 # %% ../nbs/11_compare.ipynb #5d9cbbbd
-def csv_dls(path:Path, # A CSV file
+def _fields(line:str, sep:str)->int:
+    return len(line.split()) if sep==' ' else len(next(csv.reader([line], delimiter=sep), []))
+
+def _sniff(lines:list, cands:str)->str:
+    "The delimiter of `cands` that splits most rows (the header aside) into the same number (>1) of fields"
+    def score(sep):
+        w,k = Counter(_fields(l, sep) for l in lines[1:] or lines).most_common(1)[0]
+        return w>1,k,w
+    return max(cands, key=score)
+
+def read_table(path:Path)->pd.DataFrame:
+    "A delimited text file as a `DataFrame`: tab for .tsv, otherwise the delimiter sniffed; a header that does not fit the rows is refused"
+    try:
+        with open(path, newline='', errors='replace') as f: sample = f.read(1<<16)
+    except OSError as e: raise CompareError(f"{path}: cannot be read ({e.strerror or e})") from e
+    lines = [l for l in sample.splitlines()[:-1 if len(sample)==1<<16 else None][:500] if l.strip()]  # the last line may be cut off
+    if not lines: raise CompareError(f"{path}: the file is empty")
+    ext = path.suffix.lower()
+    sep = '\t' if ext=='.tsv' else _sniff(lines, ',\t;|' + (' ' if ext=='.txt' else ''))
+    if len(lines)>1:
+        width = Counter(_fields(l, sep) for l in lines[1:]).most_common(1)[0][0]
+        names = _fields(lines[0], sep)
+        if names!=width: raise CompareError(
+            f"{path}: its first line has {names} names but its rows have {width} fields (delimiter {sep!r}), so the header does not "
+            "fit the rows and columns would be lost or misnamed. Give the file a first line naming each of its columns.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=r'\s+' if sep==' ' else sep, index_col=False, engine='python' if sep==' ' else 'c')
+    except Exception as e: raise CompareError(f"{path}: cannot be read as a table with delimiter {sep!r} ({e})") from e
+    return df
+
+def _ReadTabBatch():
+    from fastai.tabular.core import ReadTabBatch
+    from fastai.torch_core import to_device
+    class _Read(ReadTabBatch):
+        "fastai's `ReadTabBatch`, but from copies: pandas' copy-on-write arrays are read-only, and torch warns on each"
+        def encodes(self, to):
+            res = (torch.tensor(to.cats.to_numpy(copy=True)).long(),)
+            if to.with_cont: res += (torch.tensor(to.conts.to_numpy(dtype='float32', copy=True)),)
+            if all(n in to.items.columns for n in to.y_names): res += (torch.tensor(to.targ.to_numpy(copy=True)),)
+            return res if to.device is None else to_device(res, to.device)
+    return _Read
+
+def _names(cols, n=8)->str: return ', '.join(map(str, cols[:n])) + (f', ... ({len(cols)} in all)' if len(cols)>n else '')
+
+def csv_dls(path:Path, # A CSV (or TSV, or delimited TXT) file
             target:str, # The column holding the class
-            bs:int=64, # Batch size (at most the number of training rows)
+            bs:int|None=None, # Batch size; `auto_bs` of the training rows otherwise
             noise:float=0., # Fraction of training labels replaced by a wrong class
             valid_pct:float=0.2, # Fraction of rows held out
             seed:int=42, # Seed of the split and the noise
+            say=noop, # Called with notes for the user (dropped rows, the columns used)
            ):
     "fastai tabular `DataLoaders` of a CSV: non-numeric columns categorical, numeric ones continuous"
-    from fastai.tabular.all import TabularDataLoaders, Categorify, FillMissing, Normalize, CategoryBlock
+    from fastai.tabular.all import TabularPandas, Categorify, FillMissing, Normalize, CategoryBlock, IndexSplitter
     from pandas.api.types import is_numeric_dtype, is_bool_dtype
     if target is None: raise CompareError(f"{path}: a CSV needs --target COLUMN, the column holding the class")
-    try: df = pd.read_csv(path)
-    except Exception as e: raise CompareError(f"{path}: cannot be read as a CSV file ({e})") from e
+    df = read_table(path)
     if target not in df.columns:
         raise CompareError(f"{path}: no column {target!r} to use as --target; its columns are: {', '.join(map(str, df.columns))}")
+    n = len(df)
     df = df.dropna(subset=[target]).reset_index(drop=True)
+    if len(df)<n: say(f"dropped {n-len(df)} of {n} rows that have no value in {target!r}")
     y = df[target].astype(str).tolist()
     vocab = sorted(set(y))
     if len(vocab)<2: raise CompareError(f"{path}: the column {target!r} holds one class only ({vocab[0] if vocab else 'no values'}); at least two are needed")
@@ -135,36 +214,42 @@ def csv_dls(path:Path, # A CSV file
     conts = [c for c in feats if is_numeric_dtype(df[c])]
     cats = [c for c in feats if c not in conts]
     if not feats: raise CompareError(f"{path}: there is no column besides the target {target!r} to learn from")
+    say(f"learning {target!r} from all {len(feats)} other columns: " + '; '.join(
+        f"{len(o)} {k} ({_names(o)})" for k,o in (('numeric', conts), ('categorical', cats)) if o))
     train,valid = _split(len(df), valid_pct, seed)
     df[target] = _noisy(y, train, vocab, noise, seed)
-    return TabularDataLoaders.from_df(df, path=path.parent, procs=[Categorify, FillMissing, Normalize], cat_names=cats,
-                                      cont_names=conts, y_names=target, y_block=CategoryBlock(vocab=vocab),
-                                      valid_idx=valid, bs=min(bs, len(train)))
+    to = TabularPandas(df, procs=[Categorify, FillMissing, Normalize], cat_names=cats, cont_names=conts, y_names=target,
+                       y_block=CategoryBlock(vocab=vocab), splits=IndexSplitter(valid)(range(len(df))))
+    return to.dataloaders(bs=min(ifnone(bs, auto_bs(len(train))), len(train)), path=path.parent, after_batch=[_ReadTabBatch()(to)])
 
 # %% ../nbs/11_compare.ipynb #a66f696e
 def load_data(data=None, # None for the bundled digits, an image folder, or a CSV file
               target:str|None=None, # The class column of a CSV
               noise:float=0., # Fraction of training labels replaced by a wrong class
-              bs:int=64, # Batch size
+              bs:int|None=None, # Batch size; chosen from the number of training examples (`auto_bs`) otherwise
               size:int=64, # Image size for an image folder
               seed:int=42, # Seed of the split and the noise (not of training)
+              say=noop, # Called with notes for the user (skipped files, dropped rows, columns used)
              )->tuple:
     "`(dls, kind)`: fastai `DataLoaders` and 'digits', 'images' or 'tabular'"
     if isinstance(noise, bool) or not isinstance(noise, (int,float)) or not 0<=noise<1:
         raise CompareError(f"--noise must be a fraction in [0, 1) of training labels to corrupt, got {noise!r}")
-    _check_int(bs, '--bs', 2); _check_int(size, '--size', 8)
+    if bs is not None: _check_int(bs, '--bs', 2)
+    _check_int(size, '--size', 8)
     if data is None:
         if target is not None: raise CompareError("--target names a CSV column; give the CSV file as DATA")
-        return digits_dls(bs=bs, noise=noise, seed=seed),'digits'
+        dls = digits_dls(bs=ifnone(bs, 64), noise=noise, seed=seed)
+        if bs is None and auto_bs(len(dls.train_ds))!=64: dls = digits_dls(bs=auto_bs(len(dls.train_ds)), noise=noise, seed=seed)
+        return dls,'digits'
     path = Path(data).expanduser()
     if not path.exists(): raise CompareError(
         f"{data}: no such file or folder. Give an image folder (one subfolder per class) or a CSV file with --target COLUMN; "
         "leave DATA out to use the bundled digits")
     if path.is_dir():
         if target is not None: raise CompareError(f"--target names a CSV column, but {data} is a folder of images")
-        return image_dls(path, bs, size, noise, seed=seed),'images'
-    if path.suffix.lower() in ('.csv', '.tsv', '.txt') or target is not None: return csv_dls(path, target, bs, noise, seed=seed),'tabular'
-    raise CompareError(f"{data}: not a folder of images or a .csv file")
+        return image_dls(path, bs, size, noise, seed=seed, say=say),'images'
+    if path.suffix.lower() in ('.csv', '.tsv', '.txt') or target is not None: return csv_dls(path, target, bs, noise, seed=seed, say=say),'tabular'
+    raise CompareError(f"{data}: not a folder of images or a .csv/.tsv/.txt file")
 
 # %% ../nbs/11_compare.ipynb #5ddc4e90
 def make_learner(dls, kind:str, cbs=None)->Learner:
@@ -179,8 +264,15 @@ def make_learner(dls, kind:str, cbs=None)->Learner:
 
 DEFAULT_LR = dict(digits=1e-2, images=1e-3, tabular=1e-2)
 # Small models gain nothing from intra-op threads, and on a busy machine OpenMP's spinning threads make them ~10x slower
-# (2 epochs of the digits CNN on a shared 2-CPU box: 2.1 s with 1 thread, 17-27 s with 2)
+# (2 epochs of the digits CNN on a shared 2-CPU box: 2.1 s with 1 thread, 17-27 s with 2). resnet18 does gain from a few,
+# but not from every CPU: `--quick` on images on a busy 2-CPU box took 19-23 s with torch's default threads, 10.6 s with one
 THREADS = dict(digits=1, tabular=1, images=None)
+
+def pick_threads(kind:str)->int:
+    "Torch threads for a run on `kind` data: `THREADS[kind]`, or half the CPUs this process may use (1 to 4)"
+    try: n = len(os.sched_getaffinity(0))
+    except AttributeError: n = os.cpu_count() or 1
+    return ifnone(THREADS.get(kind), min(4, max(1, n//2)))
 
 @contextmanager
 def num_threads(n:int|None):
@@ -212,6 +304,28 @@ class _RunBar(Callback):
         if self.training: self.i += 1; self.pb.update(self.i)
     def after_fit(self): self.pb.on_iter_end()
 
+# %% ../nbs/11_compare.ipynb #3c0a7e15
+def reliability(probs:torch.Tensor, # Predicted probabilities, `(n, classes)`
+                targs:torch.Tensor, # The true classes, `(n,)`
+                bins:int=15, # Equal-width bins of confidence on [0, 1]
+               )->tuple:
+    "`(count, conf, acc)` per confidence bin: examples, mean confidence and accuracy; bin `i` holds confidences in `(i/bins, (i+1)/bins]`"
+    p,t = torch.as_tensor(probs).double(),torch.as_tensor(targs).long().flatten()
+    conf,pred = p.max(1)
+    b = (conf*bins).ceil().long().clamp(1, bins) - 1
+    n = torch.bincount(b, minlength=bins).double()
+    with np.errstate(invalid='ignore'):
+        return (n.numpy(), (torch.bincount(b, conf, minlength=bins)/n).numpy(),
+                (torch.bincount(b, (pred==t).double(), minlength=bins)/n).numpy())
+
+def ece(probs:torch.Tensor, # Predicted probabilities, `(n, classes)`
+        targs:torch.Tensor, # The true classes, `(n,)`
+        bins:int=15, # Equal-width bins of confidence
+       )->float:
+    "Expected calibration error: the mean over examples of |accuracy - confidence| of their bin (Guo et al. 2017, arXiv:1706.04599)"
+    n,conf,acc = reliability(probs, targs, bins)
+    return float(np.nansum(n*np.abs(acc-conf))/n.sum())
+
 # %% ../nbs/11_compare.ipynb #c19ac959
 def _metric(learn, name:str)->list:
     i = list(learn.recorder.metric_names[1:-1]).index(name)  # values leave out 'epoch' and 'time'
@@ -225,25 +339,31 @@ def run_one(dls, # `DataLoaders` from `load_data`
             lr:float|None=None, # Learning rate; `DEFAULT_LR[kind]` otherwise
             noisy:bool=False, # Whether the training labels were corrupted: then score the model on them
             bar:bool=True, # Show a progress bar
+            cbs=None, # More callbacks for the learner
            )->dict:
-    "One run: its per-epoch history, final training accuracy on the (noisy) labels, the lambdas drawn, seconds"
+    "One run: its per-epoch history, the final model's validation probabilities, NLL and ECE, the lambdas drawn, seconds"
     set_seed(seed)
     for dl in dls.loaders: dl.rng = random.Random(seed)  # same batches for every alpha
     rec = LamRecorder()
-    learn = make_learner(dls, kind, cbs=[rec] + ([_RunBar(f'alpha {alpha:g}, seed {seed}')] if bar else []))
+    learn = make_learner(dls, kind, cbs=[rec] + ([_RunBar(f'alpha {alpha:g}, seed {seed}')] if bar else []) + list(ifnone(cbs, [])))
     if alpha: learn.mixup(alpha)
     t = time.perf_counter()
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, ifnone(lr, DEFAULT_LR[kind]))
     secs = time.perf_counter()-t
     r = dict(alpha=alpha, seed=seed, valid_acc=_metric(learn, 'accuracy'), valid_loss=_metric(learn, 'valid_loss'),
              train_loss=_metric(learn, 'train_loss'), seconds=secs, lams=rec.all)
-    if noisy:
-        with learn.no_bar(), learn.no_logging():
-            r['train_acc_noisy'] = float(learn.validate(dl=dls.train.new(shuffle=False, drop_last=False))[1])
+    with learn.no_bar(), learn.no_logging():
+        logits,targs = learn.get_preds(dl=dls.valid, act=noop)
+        if noisy: r['train_acc_noisy'] = float(learn.validate(dl=dls.train.new(shuffle=False, drop_last=False))[1])
+    logits,targs = logits.float(),targs.flatten().long()
+    r['probs'],r['targs'] = F.softmax(logits, 1),targs
+    r['nll'] = float(F.cross_entropy(logits, targs)) if logits.isfinite().all() else math.nan
+    r['ece'] = ece(r['probs'], targs) if r['probs'].isfinite().all() else math.nan
     return r
 
 # %% ../nbs/11_compare.ipynb #9cbce74f
 _STATS = [('final_acc', lambda r: r['valid_acc'][-1]), ('best_acc', lambda r: max(r['valid_acc'])),
+          ('nll', lambda r: r.get('nll')), ('ece', lambda r: r.get('ece')),
           ('valid_loss', lambda r: r['valid_loss'][-1]), ('train_acc_noisy', lambda r: r.get('train_acc_noisy'))]
 
 def _mean_std(v)->tuple:
@@ -251,7 +371,7 @@ def _mean_std(v)->tuple:
     return float(v.mean()),(float(v.std(ddof=1)) if len(v)>1 else 0.)
 
 def summarize(runs:list)->pd.DataFrame:
-    "The table: one row per alpha, `<stat>` and `<stat>_std` over its runs, and `seconds` per run"
+    "The table: one row per alpha, `<stat>` and `<stat>_std` over its runs, runs that did not learn, and `seconds` per run"
     rows = []
     for a in dict.fromkeys(r['alpha'] for r in runs):
         rs = [r for r in runs if r['alpha']==a]
@@ -260,20 +380,83 @@ def summarize(runs:list)->pd.DataFrame:
             v = [f(r) for r in rs]
             if any(o is None for o in v): continue
             row[k],row[k+'_std'] = _mean_std(v)
+        row['not_learned'] = sum(bool(r.get('problems')) for r in rs)
         row['seconds'] = float(np.mean([r['seconds'] for r in rs]))
         rows.append(row)
     return pd.DataFrame(rows)
 
+_HEADS = dict(final_acc='final acc', best_acc='best acc', nll='NLL', ece='ECE', train_acc_noisy='train acc (noisy labels)')
+
 def format_table(table:pd.DataFrame)->str:
-    "The table as text, 'mean ± std' per cell"
-    heads = dict(final_acc='final acc', best_acc='best acc', valid_loss='valid loss', train_acc_noisy='train acc (noisy labels)')
-    cols = [k for k,_ in _STATS if k in table.columns]
-    rows = [['alpha', *[heads[k] for k in cols], 's/run']]
+    "The table as text, 'mean ± std' per cell; a column of runs that did not learn where there are any"
+    cols = [k for k in _HEADS if k in table.columns]
+    bad = 'not_learned' in table.columns and table.not_learned.any()
+    rows = [['alpha', *[_HEADS[k] for k in cols], *(['did not learn'] if bad else []), 's/run']]
     for _,r in table.iterrows():
-        rows.append([f"{r.alpha:g}" + (' (no MixUp)' if r.alpha==0 else ''),
-                     *[f"{r[k]:.4f} ± {r[k+'_std']:.4f}" for k in cols], f"{r.seconds:.1f}"])
+        rows.append([f"{r.alpha:g}" + (' (no MixUp)' if r.alpha==0 else ''), *[f"{r[k]:.4f} ± {r[k+'_std']:.4f}" for k in cols],
+                     *([f"{int(r.not_learned)} of {int(r.runs)}"] if bad else []), f"{r.seconds:.1f}"])
     w = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
     return '\n'.join('  '.join(c.ljust(w[j]) for j,c in enumerate(row)).rstrip() for row in rows)
+
+def _best(table, k, lo=False)->str:
+    "A sentence: the best alpha by `k` against the baseline, and whether the gap exceeds the seeds' spread"
+    if k not in table.columns or len(table)<2 or 0 not in set(table.alpha): return ''
+    t = table.set_index('alpha'); i = t[k].idxmin() if lo else t[k].idxmax()
+    if i==0: return f"{_HEADS[k]}: no alpha beats the baseline ({t[k][0]:.4f})."
+    gap,sd = abs(t[k][i]-t[k][0]),max(t[k+'_std'][i], t[k+'_std'][0])
+    how = ('one seed: no spread to judge the gap by' if t['runs'][i]<2 else
+           'within twice the spread over seeds, so it may be chance' if gap<=2*sd else 'more than twice the spread over seeds')
+    return f"{_HEADS[k]}: best at alpha {i:g} ({t[k][i]:.4f} vs {t[k][0]:.4f} without MixUp; {how})."
+
+def reading(table:pd.DataFrame)->str:
+    "What the table says, in words: the best alpha for accuracy, NLL and ECE against the baseline"
+    return '\n'.join(o for o in (_best(table, 'final_acc'), _best(table, 'nll', lo=True), _best(table, 'ece', lo=True)) if o)
+
+# %% ../nbs/11_compare.ipynb #4f1d2c88
+def chance_level(targs:torch.Tensor, vocab)->tuple:
+    "`(accuracy, class)` of always answering the most common class of `targs`: the chance level a model must beat"
+    c = torch.bincount(torch.as_tensor(targs).long().flatten())
+    return c.max().item()/c.sum().item(),str(vocab[int(c.argmax())])
+
+def _name(i, vocab): return str(vocab[int(i)]) if vocab is not None else str(int(i))
+
+def run_problems(r:dict, # A run of `run_one`
+                 chance:float, # `chance_level` of the validation set
+                 vocab=None, # Class names
+                )->list:
+    "Why the run `r` did not learn, in words; empty if it did"
+    if not all(math.isfinite(v) for v in r['train_loss']+r['valid_loss']+[r.get('nll', 0.)]):
+        return ['the loss became NaN or infinite: training diverged']
+    k = r['probs'].shape[1]
+    if r['valid_loss'][-1]>10*math.log(k): return [
+        f"the validation loss ended at {r['valid_loss'][-1]:.4g}, over 10x that of a uniform guess ({math.log(k):.3g}): training diverged"]
+    res,acc,n = [],r['valid_acc'][-1],len(r['targs'])
+    if acc<=chance: res.append(f"validation accuracy {acc:.3f} is at or below chance ({chance:.3f})")
+    elif acc<chance+2*math.sqrt(chance*(1-chance)/n): res.append(
+        f"validation accuracy {acc:.3f} is within 2 standard errors of chance ({chance:.3f}, {n} validation examples)")
+    pred = r['probs'].argmax(1).unique()
+    if len(pred)==1 and len(r['targs'].unique())>1:
+        res.append(f"it predicts one class ({_name(pred[0], vocab)!r}) for every validation example")
+    tl = r['train_loss']
+    if len(tl)>1 and tl[-1]>=tl[0]: res.append(f"the training loss did not fall ({tl[0]:.3g} after epoch 1, {tl[-1]:.3g} at the end)")
+    return res
+
+def learn_warning(runs:list, # Runs with their `problems`
+                  s:dict, # The settings: bs, steps, epochs, lr, noise
+                 )->str:
+    "A paragraph for beside the table: the runs that did not learn, why, and what to try; '' when all learned"
+    bad = [r for r in runs if r.get('problems')]
+    if not bad: return ''
+    lines = [f"WARNING: {len(bad)} of {len(runs)} runs did not learn, so the table cannot tell whether MixUp helps:"]
+    lines += [f"  alpha {r['alpha']:g} seed {r['seed']}: " + '; '.join(r['problems']) for r in bad[:8]]
+    if len(bad)>8: lines.append(f"  ... and {len(bad)-8} more (see results.json)")
+    diverged = any('diverged' in p or 'did not fall' in p for r in bad for p in r['problems'])
+    tries = [f"a lower --lr (now {s['lr']:g}, e.g. {s['lr']/10:g})"] if diverged else []
+    if s['steps']<8: tries.append(f"a smaller --bs (now {s['bs']}: only {s['steps']} steps an epoch; e.g. --bs {max(2, min(8, s['bs']//2), s['bs']//4)})")
+    if not diverged: tries += [f"more --epochs (now {s['epochs']}, e.g. {2*s['epochs']})", f"a lower --lr (now {s['lr']:g})"]
+    if s.get('noise'): tries.append(f"less --noise (now {s['noise']:g})")
+    lines.append("Try " + ', '.join(tries) + "; and check that the classes can be told apart from the data.")
+    return '\n'.join(lines)
 
 # %% ../nbs/11_compare.ipynb #ba5a71b0
 def _save(fig, fn:Path)->Path:
@@ -283,18 +466,26 @@ def _save(fig, fn:Path)->Path:
 
 def _json_num(v): return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(v, 6) if isinstance(v, float) else v
 
-def write_results(out:Path, table:pd.DataFrame, runs:list, settings:dict)->list:
-    "Write `results.csv`, `results.json` (table, runs, settings), `lambdas.png` and `accuracy.png` to `out`"
+_NOT_SAVED = ('lams', 'probs', 'targs')  # tensors: summarized in the files, not written out
+
+def write_results(out:Path, table:pd.DataFrame, runs:list, settings:dict, partial:bool=False)->list:
+    "Write `results.csv`, `results.json` (table, runs, settings), `lambdas.png`, `accuracy.png` and `reliability.png` to `out`"
     files = [out/'results.csv', out/'results.json']
-    table.to_csv(files[0], index=False, float_format='%.6g')
-    js = dict(settings=settings, table=[{k:_json_num(v) for k,v in row.items()} for row in table.to_dict('records')],
-              runs=[{k:([_json_num(o) for o in v] if isinstance(v, list) else _json_num(v)) for k,v in r.items() if k!='lams'}
-                    | dict(n_lams=len(r['lams'])) for r in runs])
+    (table.assign(partial=True) if partial else table).to_csv(files[0], index=False, float_format='%.6g')
+    js = dict(partial=partial, settings=settings, table=[{k:_json_num(v) for k,v in row.items()} for row in table.to_dict('records')],
+              runs=[{k:([_json_num(o) for o in v] if isinstance(v, list) and k!='problems' else _json_num(v))
+                     for k,v in r.items() if k not in _NOT_SAVED} | dict(n_lams=len(r['lams'])) for r in runs])
     files[1].write_text(json.dumps(js, indent=1))
     lams = {a:torch.cat([r['lams'] for r in runs if r['alpha']==a]) for a in table.alpha if a>0}
-    if lams: files.append(_save(plot_lams(lams), out/'lambdas.png'))
+    if any(len(v) for v in lams.values()): files.append(_save(plot_lams(lams), out/'lambdas.png'))
     curves = {a:[r['valid_acc'] for r in runs if r['alpha']==a] for a in table.alpha}
-    files.append(_save(plot_curves(curves), out/'accuracy.png'))
+    ch = settings.get('chance')
+    files.append(_save(plot_curves(curves, chance=ch, chance_label=ch and f"chance: always {settings['chance_class']!r} ({ch:.3f})"),
+                       out/'accuracy.png'))
+    rel = {a:reliability(torch.cat([r['probs'] for r in runs if r['alpha']==a]), torch.cat([r['targs'] for r in runs if r['alpha']==a]))
+           for a in table.alpha}
+    eces = {r.alpha:f"ECE {r.ece:.3f}" + (f" ± {r.ece_std:.3f}" if r.runs>1 else '') for r in table.itertuples()}
+    files.append(_save(plot_reliability(rel, eces), out/'reliability.png'))
     return files
 
 def write_mixup(out:Path, dls, kind:str, alpha:float, n:int=9, seed:int=0)->Path:
@@ -305,57 +496,96 @@ def write_mixup(out:Path, dls, kind:str, alpha:float, n:int=9, seed:int=0)->Path
     return _save(res, out/'mixup_batch.png')
 
 # %% ../nbs/11_compare.ipynb #a2eed508
+def _check_out(out)->Path:
+    "`out` as a folder that exists and can be written to, or a `CompareError` that says why not"
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir(): raise CompareError(f"--out {out}: is a file, not a folder; give a folder for the results (e.g. --out mixup_compare)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out/'.mixup_cb_write_test'; probe.write_bytes(b''); probe.unlink()
+    except OSError as e: raise CompareError(f"--out {out}: cannot write there ({e.strerror or e}); give a folder you may write to") from e
+    return out
+
 def compare(data=None, # None for the bundled digits, an image folder, or a CSV file
             alphas=(0., 0.2, 0.4, 1.), # Alphas to compare; 0 is the baseline without MixUp
-            epochs:int=10, # Epochs per run
+            epochs:int|None=None, # Epochs per run; `auto_epochs` of the steps an epoch otherwise (10 for the digits)
             seeds:int=2, # Runs per alpha, with seeds 0..seeds-1
             noise:float=0., # Fraction of training labels replaced by a wrong class
-            bs:int=64, # Batch size
+            bs:int|None=None, # Batch size; `auto_bs` of the training examples otherwise (64 for the digits)
             out='mixup_compare', # Folder for the table and pictures
             target:str|None=None, # The class column of a CSV
             size:int=64, # Image size for an image folder
             lr:float|None=None, # Learning rate; a default per kind of data otherwise
             verbose:bool=True, # Print progress and the table
+            cbs=None, # More callbacks for every run's learner
            )->pd.DataFrame:
     "Train every alpha on every seed, print the table and write it with the pictures to `out`"
     alphas = check_alphas(alphas)
-    _check_int(epochs, '--epochs'); _check_int(seeds, '--seeds')
-    if lr is not None and not (isinstance(lr, (int,float)) and lr>0): raise CompareError(f"--lr must be > 0, got {lr!r}")
+    if epochs is not None: _check_int(epochs, '--epochs')
+    _check_int(seeds, '--seeds')
+    if lr is not None and not (isinstance(lr, (int,float)) and math.isfinite(lr) and lr>0): raise CompareError(f"--lr must be > 0, got {lr!r}")
+    if Path(out).expanduser().is_file(): _check_out(out)  # fail before loading the data
     t0 = time.perf_counter()
-    dls,kind = load_data(data, target, noise, bs, size)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
     say = print if verbose else noop
-    say(f"{'bundled digits' if data is None else data}: {kind}, {len(dls.train_ds)} training / {len(dls.valid_ds)} validation "
-        f"examples, {len(dls.vocab)} classes" + (f", {noise:.0%} of training labels wrong" if noise else ''))
-    files = [write_mixup(out, dls, kind, max(alphas) or 0.4)]
-    runs = []
-    for a,s in itertools.product(alphas, range(seeds)):
-        with num_threads(THREADS[kind]): r = run_one(dls, kind, a, s, epochs, lr, noisy=noise>0, bar=verbose)
-        runs.append(r)
-        say(f"alpha {a:g} seed {s}: valid acc {r['valid_acc'][-1]:.4f} (best {max(r['valid_acc']):.4f}), {r['seconds']:.1f} s")
-    table = summarize(runs)
+    dls,kind = load_data(data, target, noise, bs, size, say=say)
+    out = _check_out(out)
+    steps,chosen = len(dls.train),[k for k,v in (('batch size', bs), ('epochs', epochs)) if v is None]
+    epochs = ifnone(epochs, auto_epochs(steps))
+    say(f"{'bundled digits (scikit-learn)' if data is None else f'{data} ({kind})'}: {len(dls.train_ds)} training / "
+        f"{len(dls.valid_ds)} validation examples, {len(dls.vocab)} classes" + (f", {noise:.0%} of training labels wrong" if noise else ''))
+    say(f"batch size {dls.train.bs} ({steps} steps an epoch), {epochs} epoch{'s'*(epochs>1)}" +
+        (f"; {' and '.join(chosen)} chosen from the data's size (set them with --bs, --epochs)" if chosen else ''))
     settings = dict(data=None if data is None else str(data), kind=kind, alphas=alphas, epochs=epochs, seeds=seeds, noise=noise,
-                    bs=bs, size=size if kind=='images' else None, lr=ifnone(lr, DEFAULT_LR[kind]), target=target)
-    files += write_results(out, table, runs, settings)
+                    bs=dls.train.bs, steps=steps, size=size if kind=='images' else None, lr=ifnone(lr, DEFAULT_LR[kind]), target=target)
+    files = [write_mixup(out, dls, kind, max(alphas) or 0.4)]
+    runs,bar = [],verbose and sys.stdout.isatty()  # a log file gets one line per run, not a progress bar's redraws
+    try:
+        for a,s in itertools.product(alphas, range(seeds)):
+            with num_threads(pick_threads(kind)): r = run_one(dls, kind, a, s, epochs, lr, noisy=noise>0, bar=bar, cbs=cbs)
+            runs.append(r)
+            say(f"alpha {a:g} seed {s}: valid acc {r['valid_acc'][-1]:.4f} (best {max(r['valid_acc']):.4f}), "
+                f"NLL {r['nll']:.4f}, ECE {r['ece']:.4f}, {r['seconds']:.1f} s")
+    except KeyboardInterrupt:
+        if runs: _finish(runs, dls, settings, out, files, say, t0, partial=len(alphas)*seeds)
+        else: say("\ninterrupted before the first run finished: no results written")
+        raise
+    return _finish(runs, dls, settings, out, files, say, t0)
+
+def _finish(runs, dls, settings, out, files, say, t0, partial=None)->pd.DataFrame:
+    "Judge the runs, write the files, print the table with what it says (or why it says nothing)"
+    chance,cls = chance_level(runs[0]['targs'], dls.vocab)
+    for r in runs: r['problems'] = run_problems(r, chance, dls.vocab)
+    settings |= dict(chance=chance, chance_class=cls)
+    table = summarize(runs)
+    warn = learn_warning(runs, settings)
+    settings['warning'] = warn or None
+    files += write_results(out, table, runs, settings, partial=bool(partial))
     say('\n' + format_table(table))
+    say(f"(mean ± std over seeds; chance, always answering {cls!r}, is {chance:.3f}; ECE: expected calibration error, 15 bins)")
+    say('\n' + (warn or reading(table)))
+    if partial: say(f"\nINTERRUPTED after {len(runs)} of {partial} runs: {out/'results.csv'} and {out/'results.json'} "
+                    "hold the finished runs only and are marked partial")
     say(f"\ntotal {time.perf_counter()-t0:.0f} s; wrote {', '.join(f.name for f in files)} to {out}")
     return table
 
 # %% ../nbs/11_compare.ipynb #adca115d
 def _parser()->tuple:
     p = argparse.ArgumentParser(prog='mixup-cb', description="MixUp for fastai. Run `mixup-cb compare -h` for the main command.")
+    p.add_argument('--version', action='version', version=f'mixup-cb {__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
     c = sub.add_parser('compare', help='train with several alphas (0 = no MixUp) and compare them',
         description="Does MixUp help on this data, and with which alpha? Trains every alpha on several seeds, prints a table "
-                    "and writes it (CSV, JSON) with pictures (a mixed batch, the lambdas drawn, accuracy per epoch) to --out.")
+                    "(accuracy, NLL, calibration error) and writes it (CSV, JSON) with pictures (a mixed batch, the lambdas drawn, "
+                    "accuracy per epoch, reliability diagrams) to --out. Runs that did not learn are reported, with what to try.")
     c.add_argument('data', nargs='?', default=None, metavar='DATA',
-                   help="an image folder (a subfolder per class, or train/ and valid/) or a CSV file with --target; "
+                   help="an image folder (a subfolder per class, or train/ and valid/) or a CSV/TSV file with --target; "
                         "default: scikit-learn's bundled digits with a small CNN")
     c.add_argument('--alphas', type=float, nargs='+', metavar='A', help='alphas to compare, 0 = no MixUp (default: 0 0.2 0.4 1.0; --quick: 0 0.4)')
-    c.add_argument('--epochs', type=int, help='epochs per run (default: 10; --quick: 1)')
+    c.add_argument('--epochs', type=int, help='epochs per run (default: 10, more for small data so that a run makes at least '
+                                              f'{MIN_STEPS} steps; --quick: 1)')
     c.add_argument('--seeds', type=int, help='runs per alpha (default: 2; --quick: 1)')
     c.add_argument('--noise', type=float, default=0., help='fraction of training labels made wrong, e.g. 0.4 (default: 0)')
-    c.add_argument('--bs', type=int, default=64, help='batch size (default: 64)')
+    c.add_argument('--bs', type=int, help='batch size (default: from the data, about 1/8 of the training examples, 8 to 64)')
     c.add_argument('--out', default='mixup_compare', help='output folder (default: ./mixup_compare)')
     c.add_argument('--target', help='the class column of a CSV DATA')
     c.add_argument('--size', type=int, help='image size for an image folder (default: 64; --quick: 32)')
@@ -369,6 +599,14 @@ def main(argv:list|None=None):
     a = p.parse_args(argv)
     import matplotlib; matplotlib.use('Agg')  # files only: no window, no display needed
     q = a.quick
-    try: compare(a.data, ifnone(a.alphas, [0., 0.4] if q else [0., 0.2, 0.4, 1.]), ifnone(a.epochs, 1 if q else 10),
+    try: compare(a.data, ifnone(a.alphas, [0., 0.4] if q else [0., 0.2, 0.4, 1.]), ifnone(a.epochs, 1 if q else None),
                  ifnone(a.seeds, 1 if q else 2), a.noise, a.bs, a.out, a.target, ifnone(a.size, 32 if q else 64), a.lr)
     except CompareError as e: c.error(str(e))
+    except KeyboardInterrupt:
+        print(f"{c.prog}: interrupted", file=sys.stderr); sys.exit(130)
+    except OSError as e:  # the disk filled up, a file vanished, ...
+        print(f"{c.prog}: error: {e}", file=sys.stderr); sys.exit(1)
+    except Exception as e:
+        if os.environ.get('MIXUP_CB_DEBUG'): raise
+        print(f"{c.prog}: error: unexpected {type(e).__name__}: {e}. This is a bug in mixup-cb: please report it with the command "
+              "you ran (set MIXUP_CB_DEBUG=1 to see the traceback)", file=sys.stderr); sys.exit(1)

@@ -15,8 +15,9 @@ from fastai.learner import Learner
 from .callback import MixCallback, MixUpCallback
 
 # %% auto #0
-__all__ = ['CELL_PX', 'LAMS_PX', 'CURVES_PX', 'mix_label', 'mixed_labels', 'mixing_cb', 'mixed_batch', 'is_image_batch',
-           'show_images', 'mixed_frame', 'folded_beta_pdf', 'plot_lams', 'plot_curves']
+__all__ = ['CELL_PX', 'TITLE_PX', 'LAMS_PX', 'CURVES_PX', 'RELI_PX', 'mix_label', 'mixed_labels', 'mixing_cb', 'mixed_batch',
+           'is_image_batch', 'show_images', 'mixed_frame', 'folded_beta_pdf', 'plot_lams', 'plot_curves',
+           'plot_reliability']
 
 # %% ../nbs/10_show.ipynb #3affad2f
 def _name(y, vocab=None)->str:
@@ -95,21 +96,27 @@ def _to_rgb(x:Tensor)->np.ndarray:
     if x.max()>1.5: x = x/255  # decoded back to bytes
     return x.clamp(0,1).permute(1,2,0).numpy()
 
+TITLE_PX = 50  # height of a figure title's band, in pixels at dpi 100
+
 def show_images(xs:Tensor, # Images `(n, C, H, W)`, values in [0, 1] (or 0-255)
                 titles:list, # One title per image
                 ncols:int|None=None, # Columns of the grid; about square otherwise
+                title:str|None=None, # A title for the whole figure, above the grid (two lines at most)
                ):
     "A matplotlib figure: `xs` in a grid, each with its title; one-channel images in grey"
     import matplotlib.pyplot as plt
     n = len(xs); ncols = ncols or math.ceil(math.sqrt(n)); nrows = math.ceil(n/ncols)
-    fig,axs = plt.subplots(nrows, ncols, figsize=(ncols*CELL_PX[0]/100, nrows*CELL_PX[1]/100), dpi=100, squeeze=False)
+    h = nrows*CELL_PX[1] + (TITLE_PX if title else 0)
+    fig,axs = plt.subplots(nrows, ncols, figsize=(ncols*CELL_PX[0]/100, h/100), dpi=100, squeeze=False)
     for ax in axs.flat: ax.axis('off')
     for ax,x,t in zip(axs.flat, xs, titles):
         im = _to_rgb(x)
         if im.shape[-1]==1: ax.imshow(im[...,0], cmap='Greys', vmin=0, vmax=1)
         else: ax.imshow(im[..., :3])
         ax.set_title(t, fontsize=9)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.92, wspace=0.1, hspace=0.3)
+    if title: fig.suptitle(title, fontsize=8.5, y=1-8/h, va='top')
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02*nrows*CELL_PX[1]/h, top=1-(0.08*CELL_PX[1]+(TITLE_PX if title else 0))/h,
+                        wspace=0.1, hspace=0.3)
     return fig
 
 def _decode_x(dl, x):
@@ -163,14 +170,18 @@ def show_mixup(self:Learner,
                n:int=9, # How many samples of the batch to show
                alpha:float|None=None, # Mix with `MixUpCallback(alpha)` instead of the learner's own mixing callback
                ncols:int|None=None, # Columns of the image grid
+               title:bool=True, # Say above the grid what the titles' percentages are
               ):
     "One training batch as the mixing callback mixes it: a titled image grid (a `Figure`), or a `DataFrame` of rows"
     xb,yb,perm,lam = mixed_batch(self, alpha=alpha)
+    a = ifnone(alpha, getattr(mixing_cb(self), 'alpha', 0.4))
     n = min(n, len(lam))
     if is_image_batch(xb[0]):
         xs = _decode_x(self.dls.train, xb[0])[:n]
         titles = mixed_labels(yb[0], perm, lam, getattr(self.dls, 'vocab', None))[:n] if yb else [f'{float(l):.0%}' for l in lam[:n]]
-        return show_images(xs, titles, ncols)
+        head = (f"One training batch as MixUp (alpha={a:g}) mixes it. '70% A / 30% B': 70% of an A\n"
+                "image plus 30% of a B, and the loss weighs the two labels 70/30") if title else None
+        return show_images(xs, titles, ncols, head)
     return mixed_frame(self, xb, yb, perm, lam).head(n)
 
 # %% ../nbs/10_show.ipynb #58e6057a
@@ -198,26 +209,61 @@ def plot_lams(lams:dict, # alpha -> every lambda drawn with it (a tensor or arra
     fig,axs = plt.subplots(1, len(lams), figsize=(len(lams)*LAMS_PX[0]/100, LAMS_PX[1]/100), dpi=100, squeeze=False)
     m = np.linspace(0.5, 1, 400)[:-1]
     for ax,(a,v) in zip(axs.flat, lams.items()):
-        h,_,_ = ax.hist(v, bins=np.linspace(0.5, 1, bins+1), density=True, color='tab:blue', alpha=0.6, label='drawn')
-        ax.plot(m, folded_beta_pdf(m, a), color='tab:red', label='2 Beta(a,a) pdf')
-        ax.set_ylim(0, 1.3*max(h.max(), folded_beta_pdf(0.5, a)))
-        ax.set_title(f'alpha={a:g}: {len(v):,} lambdas', fontsize=10); ax.set_xlabel('lambda')
-    axs.flat[0].set_ylabel('density'); axs.flat[0].legend(fontsize=8, loc='upper left')
+        h,_,_ = ax.hist(v, bins=np.linspace(0.5, 1, bins+1), density=True, color='tab:blue', alpha=0.6, label='lambdas the runs drew')
+        ax.plot(m, folded_beta_pdf(m, a), color='tab:red', label=f'expected: max(t, 1-t), t ~ Beta({a:g}, {a:g})')
+        ax.set_ylim(0, 1.45*max(h.max(), folded_beta_pdf(0.5, a)))
+        ax.set_title(f'alpha={a:g}: {len(v):,} lambdas', fontsize=10); ax.set_xlabel("lambda (the sample's own share)")
+        ax.legend(fontsize=7.5, loc='upper left')
+    axs.flat[0].set_ylabel('density')
     fig.tight_layout()
     return fig
 
 def plot_curves(curves:dict, # alpha -> validation accuracy per epoch, shape (seeds, epochs)
                 ylabel:str='validation accuracy', # The y-axis label
+                chance:float|None=None, # Draw this chance level as a dashed line
+                chance_label:str|None=None, # Its legend entry; 'chance' otherwise
                ):
-    "A figure of accuracy per epoch, one line per alpha (the mean over seeds) with a band of one std"
+    "Accuracy per epoch, one line per alpha (the mean over seeds), a band of ± one sample std over seeds; one epoch: points with error bars"
     import matplotlib.pyplot as plt
     fig,ax = plt.subplots(figsize=(CURVES_PX[0]/100, CURVES_PX[1]/100), dpi=100)
-    for a,v in curves.items():
-        v = np.atleast_2d(np.asarray(v, dtype=float)); e = np.arange(1, v.shape[1]+1)
-        mu,sd = v.mean(0),v.std(0)
-        ax.plot(e, mu, marker='o', label='no MixUp' if a==0 else f'alpha={a:g}')
-        if len(v)>1: ax.fill_between(e, mu-sd, mu+sd, alpha=0.15)
-    ax.set_xlabel('epoch'); ax.set_ylabel(ylabel); ax.legend(); ax.grid(alpha=0.3)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    n_ep,spread = 1,False
+    for i,(a,v) in enumerate(curves.items()):
+        v = np.atleast_2d(np.asarray(v, dtype=float)); e = np.arange(1, v.shape[1]+1); n_ep = max(n_ep, len(e))
+        mu,sd = v.mean(0),(v.std(0, ddof=1) if len(v)>1 else np.zeros(v.shape[1]))  # ddof=1: the table's std
+        lbl,c = 'no MixUp' if a==0 else f'alpha={a:g}',f'C{i}'
+        if len(e)==1:  # one epoch: a point (spread apart so that they do not hide each other), its bar the seeds' std
+            ax.errorbar(1+0.06*(i-(len(curves)-1)/2), mu, yerr=sd if len(v)>1 else None, fmt='o', ms=8, capsize=4, color=c, label=lbl)
+        else:
+            ax.plot(e, mu, marker='o', color=c, label=lbl)
+            if len(v)>1: ax.fill_between(e, mu-sd, mu+sd, color=c, alpha=0.15)
+        spread |= len(v)>1
+    if chance is not None: ax.axhline(chance, color='grey', ls='--', lw=1, label=ifnone(chance_label, 'chance'))
+    if spread: ax.fill_between([], [], [], color='grey', alpha=0.15 if n_ep>1 else 0,
+                               label=f"{'band' if n_ep>1 else 'bar'}: ± 1 std over seeds (the table's ±)")
+    ax.set_xlabel('epoch'); ax.set_ylabel(ylabel); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+    if n_ep==1: ax.set_xlim(0.5, 1.5); ax.set_xticks([1])
+    else: ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig
+
+RELI_PX = (320, 340)  # one panel of `plot_reliability`, pixels at dpi 100
+
+def plot_reliability(rel:dict, # alpha -> `(count, confidence, accuracy)` per equal-width confidence bin
+                     notes:dict|None=None, # alpha -> text for its panel's title (its ECE, say)
+                    ):
+    "Reliability diagrams, one panel per alpha: accuracy against confidence per bin; a calibrated model lies on the diagonal"
+    import matplotlib.pyplot as plt
+    fig,axs = plt.subplots(1, len(rel), figsize=(len(rel)*RELI_PX[0]/100, RELI_PX[1]/100), dpi=100, squeeze=False, sharey=True)
+    for ax,(a,(n,conf,acc)) in zip(axs.flat, rel.items()):
+        n,conf,acc = (np.asarray(o, dtype=float) for o in (n,conf,acc))
+        k = len(n); mid = (np.arange(k)+0.5)/k; m = n>0
+        ax.bar(mid[m], acc[m], width=1/k, color='tab:blue', edgecolor='white', alpha=0.8, label='accuracy in the bin')
+        ax.scatter(mid[m], conf[m], marker='_', s=250, linewidths=2.5, color='tab:red', zorder=3, label='mean confidence in the bin')
+        ax.plot([0,1], [0,1], 'k--', lw=1, label='perfectly calibrated')
+        ax.set_xlim(0, 1); ax.set_ylim(0, 1); ax.set_aspect('equal')
+        note = (notes or {}).get(a)
+        ax.set_title(('no MixUp' if a==0 else f'alpha={a:g}') + (f': {note}' if note else ''), fontsize=10)
+        ax.set_xlabel('confidence (top probability)')
+    axs.flat[0].set_ylabel('accuracy'); axs.flat[0].legend(fontsize=7, loc='upper left')
     fig.tight_layout()
     return fig

@@ -4,7 +4,7 @@ import numpy as np, pandas as pd, pytest
 from pathlib import Path
 from PIL import Image
 from mixup_cb.compare import main, load_data, make_learner, CompareError
-from mixup_cb.show import CELL_PX, LAMS_PX, CURVES_PX
+from mixup_cb.show import CELL_PX, LAMS_PX, CURVES_PX, RELI_PX, TITLE_PX
 
 CLASSES = ('red', 'green', 'blue')
 
@@ -32,7 +32,7 @@ def check_table(tab, js, alphas, noisy=False):
     assert tab.alpha.tolist() == alphas
     assert tab.runs.tolist() == [1]*len(alphas)
     for row, jrow in zip(tab.to_dict('records'), js['table']):
-        for k in ('final_acc', 'best_acc', 'valid_loss', 'seconds'): assert row[k] == pytest.approx(jrow[k], rel=1e-4)
+        for k in ('final_acc', 'best_acc', 'valid_loss', 'nll', 'ece', 'seconds'): assert row[k] == pytest.approx(jrow[k], rel=1e-4)
     for row in js['table']:
         run = [r for r in js['runs'] if r['alpha']==row['alpha']][0]
         assert row['final_acc'] == pytest.approx(run['valid_acc'][-1], abs=1e-6)
@@ -54,12 +54,14 @@ def test_default_quick(tmp_path, capsys):
     assert (js['settings']['epochs'], js['settings']['seeds'], js['settings']['alphas']) == (1, 1, [0., 0.4])
     assert [r['n_lams'] for r in js['runs']] == [0, 22*64]   # 1438 training digits: 22 full batches of 64, every sample mixed
     assert tab.final_acc.min() > 0.5   # one epoch on the digits is far above the 10% of chance
-    assert png_size(out/'mixup_batch.png') == (3*CELL_PX[0], 3*CELL_PX[1])
+    assert png_size(out/'mixup_batch.png') == (3*CELL_PX[0], 3*CELL_PX[1]+TITLE_PX)
     assert png_size(out/'lambdas.png') == LAMS_PX          # one panel: alpha 0 draws no lambdas
     assert png_size(out/'accuracy.png') == CURVES_PX
     printed = capsys.readouterr().out
-    assert re.search(r'^alpha\s+final acc\s+best acc\s+valid loss\s+s/run$', printed, re.M)
+    assert png_size(out/'reliability.png') == (2*RELI_PX[0], RELI_PX[1])
+    assert re.search(r'^alpha\s+final acc\s+best acc\s+NLL\s+ECE\s+s/run$', printed, re.M)
     assert re.search(r'^0 \(no MixUp\)\s+0\.\d{4} ± 0\.0000', printed, re.M)
+    assert printed.startswith('bundled digits (scikit-learn): 1438 training')
 
 def test_image_folder(tmp_path):
     data, out = make_shapes(tmp_path/'shapes'), tmp_path/'out'
@@ -67,7 +69,7 @@ def test_image_folder(tmp_path):
     tab, js = read_out(out)
     check_table(tab, js, [0., 1.], noisy=True)
     assert js['settings']['kind'] == 'images' and js['settings']['size'] == 32
-    assert png_size(out/'mixup_batch.png') == (3*CELL_PX[0], 3*CELL_PX[1])
+    assert png_size(out/'mixup_batch.png') == (3*CELL_PX[0], 3*CELL_PX[1]+TITLE_PX)
     assert png_size(out/'lambdas.png') == LAMS_PX and png_size(out/'accuracy.png') == CURVES_PX
 
 def test_image_folder_train_valid(tmp_path):
@@ -97,7 +99,7 @@ def test_csv(tmp_path):
     check_table(tab, js, [0., 0.4])
     assert js['settings']['kind'] == 'tabular' and js['settings']['target'] == 'y'
     rows = pd.read_csv(out/'mixup_rows.csv')
-    assert list(rows.columns) == ['c', 'x', 'z', 'label', 'lam'] and len(rows) == 9
+    assert list(rows.columns) == ['c', 'x', 'z', 'label', 'lam'] and len(rows) == 8   # 9 asked, a batch of 8 (96 training rows)
     assert set(rows.c) <= {'u', 'v'} and rows.lam.between(0.5, 1).all()
     assert rows.label.str.fullmatch(r'100% (pos|neg)|\d+% (pos|neg) / \d+% (pos|neg)').all()
     assert not (out/'mixup_batch.png').exists()
