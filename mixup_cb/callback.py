@@ -70,6 +70,22 @@ class MixCallback(Callback):
 
     def __repr__(self): return f"{type(self).__name__}(alpha={self.alpha!r})"
 
+    @property
+    def name(self)->str:
+        "The learner's attribute for this callback: `mix_up`, or `mix_up_2`, ... where another mixing callback holds it"
+        # fastai's `remove_cb` deletes the attribute `name`: a second mixing callback (one passed to `fit(cbs=...)`) takes
+        # its own, so that removing it after the fit leaves the learner's own callback where it was. Kept from `add_cb`
+        # to `remove_cb`, which asks with `learn` already unset
+        learn = self.__dict__.get('learn')
+        if learn is not None:
+            base = n = class2attr(self, 'Callback')
+            for k in range(2, 100):
+                o = learn.__dict__.get(n)
+                if o is None or o is self: break
+                n = f'{base}_{k}'
+            self.__dict__['_name'] = n
+        return self.__dict__.get('_name') or class2attr(self, 'Callback')
+
     def alpha_now(self)->float:
         "The alpha for this batch: `alpha`, or the schedule at the current point of training (<= 0 means: don't mix)"
         if not callable(self.alpha): return self.alpha

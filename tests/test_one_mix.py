@@ -44,6 +44,11 @@ def check_one_mix(spy, mixer):
         own, other = (F.cross_entropy(r['pred'], y, reduction='none') for y in (r['y'], r['y'][r['perm']]))
         assert r['loss'] == pytest.approx(float((r['lam']*own + (1-r['lam'])*other).mean()), rel=1e-5)
 
+class CheckNames(Callback):
+    "During the fit, the learner's own mixing callback and the one passed to `fit` are both reachable as attributes"
+    def __init__(self, own, mixer): self.own,self.mixer = own,mixer
+    def before_fit(self): assert self.learn.mix_up is self.own and self.learn.mix_up_2 is self.mixer
+
 def fit_warned(learn, **kw):
     "Fit one epoch quietly; the 'stand(s) aside' warnings it gave"
     with warnings.catch_warnings(record=True) as ws:
@@ -73,10 +78,10 @@ def test_fit_cbs_mixes_that_fit_only():
     learn = tiny_learner(cbs=[own, spy])
     for _ in range(2):  # said once per fit, every fit
         mixer = MixUpCallback(1., stack_y=True)
-        ws = fit_warned(learn, cbs=mixer)
+        ws = fit_warned(learn, cbs=[mixer, CheckNames(own, mixer)])
         check_one_mix(spy, mixer)
         assert len(ws) == 1 and 'MixUpCallback(alpha=0.4) stands aside' in ws[0], ws
-        assert list(learn.cbs.filter(risinstance(MixCallback))) == [own]
+        assert list(learn.cbs.filter(risinstance(MixCallback))) == [own] and learn.mix_up is own
     assert fit_warned(learn) == []
     check_one_mix(spy, own)
     assert type(learn.loss_func) is CrossEntropyLossFlat
