@@ -237,7 +237,11 @@ def plot_curves(curves:dict, # alpha -> validation accuracy per epoch, shape (se
             ax.plot(e, mu, marker='o', color=c, label=lbl)
             if len(v)>1: ax.fill_between(e, mu-sd, mu+sd, color=c, alpha=0.15)
         spread |= len(v)>1
-    if chance is not None: ax.axhline(chance, color='grey', ls='--', lw=1, label=ifnone(chance_label, 'chance'))
+    if chance is not None:
+        lo = min(min(np.nanmin(np.atleast_2d(np.asarray(v, dtype=float))) for v in curves.values()), 1.)
+        if chance>=lo-0.15: ax.axhline(chance, color='grey', ls='--', lw=1, label=ifnone(chance_label, 'chance'))
+        else: ax.text(0.01, 0.015, f"{ifnone(chance_label, 'chance')}: far below the axis", transform=ax.transAxes, fontsize=8, color='grey')
+        # a line far below the curves would squash them into a strip
     if spread: ax.fill_between([], [], [], color='grey', alpha=0.15 if n_ep>1 else 0,
                                label=f"{'band' if n_ep>1 else 'bar'}: ± 1 std over seeds (the table's ±)")
     ax.set_xlabel('epoch'); ax.set_ylabel(ylabel); ax.legend(fontsize=8); ax.grid(alpha=0.3)
