@@ -16,8 +16,8 @@ set -uo pipefail
 
 # name      python  fastai  fastcore  torch   torchvision
 TABLE="
-floor       3.10    2.8.9   2.2.28    2.4.1   0.19.1
-between     3.12    2.8.9   2.2.34    2.8.0   0.23.0
+floor       3.10    2.8.12  2.2.28    2.4.1   0.19.1
+between     3.12    2.8.12  2.2.34    2.8.0   0.23.0
 newest      3.11    2.8.12  2.2.41    2.14.1  0.29.1
 py313       3.13    2.8.12  2.2.41    2.14.1  0.29.1
 "
