@@ -562,7 +562,7 @@ def _finish(runs, dls, settings, out, files, say, t0, partial=None)->pd.DataFram
     files += write_results(out, table, runs, settings, partial=bool(partial))
     say('\n' + format_table(table))
     say(f"(mean ± std over seeds; chance, always answering {cls!r}, is {chance:.3f}; ECE: expected calibration error, 15 bins)")
-    say('\n' + (warn or reading(table)))
+    if warn or reading(table): say('\n' + (warn or reading(table)))
     if partial: say(f"\nINTERRUPTED after {len(runs)} of {partial} runs: {out/'results.csv'} and {out/'results.json'} "
                     "hold the finished runs only and are marked partial")
     say(f"\ntotal {time.perf_counter()-t0:.0f} s; wrote {', '.join(f.name for f in files)} to {out}")
