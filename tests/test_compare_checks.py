@@ -89,6 +89,8 @@ def test_header_mismatch_any_delimiter(tmp_path):
         fn = tmp_path/f'h.{ext}'
         fn.write_text(sep.join('ab') + '\n' + '\n'.join(sep.join(map(str, range(i, i+3))) for i in range(20)))
         with pytest.raises(CompareError, match='first line has 2 names but its rows have 3 fields'): read_table(fn)
+    fn = tmp_path/'trailing.csv'; fn.write_text('a,b\n' + ''.join(f'{i},{i+1},\n' for i in range(10)))   # rows end in a delimiter
+    df = read_table(fn); assert list(df.columns) == ['a', 'b'] and df.b.tolist() == list(range(1, 11))
     fn.write_text('a,b,c\n' + '\n'.join(f'{i},{i},{i}' for i in range(10)) + '\n1,2,3,4\n')
     with pytest.raises(CompareError, match='cannot be read as a table'): read_table(fn)   # a ragged row: refused, not shifted
 
