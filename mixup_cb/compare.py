@@ -25,8 +25,8 @@ from fastprogress.fastprogress import progress_bar
 from . import __version__
 from .core import check_alpha
 from .examples import digits_dls, small_cnn, add_label_noise
-from .callback import MixUpCallback
-from .show import mixing_cb, plot_lams, plot_curves, plot_reliability
+from .callback import MixUpCallback, mixing_cb
+from .show import plot_lams, plot_curves, plot_reliability
 import mixup_cb.show  # adds `Learner.show_mixup`
 
 # %% auto #0
@@ -201,7 +201,13 @@ def csv_dls(path:Path, # A CSV (or TSV, or delimited TXT) file
     n = len(df)
     df = df.dropna(subset=[target]).reset_index(drop=True)
     if len(df)<n: say(f"dropped {n-len(df)} of {n} rows that have no value in {target!r}")
-    y = df[target].astype(str).tolist()
+    col = df[target]
+    if is_numeric_dtype(col) and not is_bool_dtype(col) and (col%1!=0).any():
+        raise CompareError(
+            f"{path}: the column {target!r} holds numbers that are not whole ({_names(col[col%1!=0].unique().tolist(), 4)}); it looks "
+            f"like a measurement, not a class. compare measures classification accuracy: give a column of classes (names or whole-number "
+            f"codes). Its columns are: {_names(list(df.columns), 20)}")
+    y = (col.astype('int64') if is_numeric_dtype(col) and not is_bool_dtype(col) else col).astype(str).tolist()
     vocab = sorted(set(y))
     if len(vocab)<2: raise CompareError(f"{path}: the column {target!r} holds one class only ({vocab[0] if vocab else 'no values'}); at least two are needed")
     if len(vocab)>max(50, len(df)//4): raise CompareError(

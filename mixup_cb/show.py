@@ -10,12 +10,11 @@ from torch import Tensor
 from fastcore.basics import *
 from fastai.callback.core import Callback
 from fastai.learner import Learner
-from .callback import MixCallback, MixUpCallback
+from .callback import MixCallback, MixUpCallback, mixing_cb
 
 # %% auto #0
-__all__ = ['CELL_PX', 'TITLE_PX', 'LAMS_PX', 'CURVES_PX', 'RELI_PX', 'mix_label', 'mixed_labels', 'mixing_cb', 'mixed_batch',
-           'is_image_batch', 'show_images', 'mixed_frame', 'folded_beta_pdf', 'plot_lams', 'plot_curves',
-           'plot_reliability']
+__all__ = ['CELL_PX', 'TITLE_PX', 'LAMS_PX', 'CURVES_PX', 'RELI_PX', 'mix_label', 'mixed_labels', 'mixed_batch', 'is_image_batch',
+           'show_images', 'mixed_frame', 'folded_beta_pdf', 'plot_lams', 'plot_curves', 'plot_reliability']
 
 # %% ../nbs/10_show.ipynb #3affad2f
 def _name(y, vocab=None)->str:
@@ -41,10 +40,6 @@ def mixed_labels(y:Tensor, # The batch's targets
     return [mix_label(y[i], y[perm[i]], lam[i], vocab) for i in range(len(y))]
 
 # %% ../nbs/10_show.ipynb #ea8b6f29
-def mixing_cb(learn:Learner):
-    "The learner's mixing callback, or `None`"
-    return first(learn.cbs.filter(risinstance(MixCallback)))
-
 @contextmanager
 def _with_mixing(learn, alpha):
     cb,tmp = mixing_cb(learn),None

@@ -183,3 +183,18 @@ def test_auto_sizes():
 def test_version(capsys):
     code, out, _ = cli(capsys, '--version')
     assert code == 0 and out.strip() == f'mixup-cb {mixup_cb.__version__}'
+
+def test_measurement_target_refused(tmp_path, capsys):
+    "scikit-learn's raw iris.csv: its header fits the rows, but a measurement column is no class; its class column works"
+    import sklearn
+    iris = Path(sklearn.__file__).parent/'datasets'/'data'/'iris.csv'
+    code, out, err = cli(capsys, 'compare', iris, '--target', 'setosa', '--quick', '--out', tmp_path/'o')
+    assert code == 2 and "the column 'setosa' holds numbers that are not whole (1.4, " in err and 'virginica' in err, err
+    dls, kind = load_data(iris, target='virginica')
+    assert kind == 'tabular' and list(dls.vocab) == ['0', '1', '2'] and len(dls.cont_names) == 4
+    # whole numbers stored as floats (a column with a gap reads as float64) are classes, named as whole numbers
+    df = pd.read_csv(make_csv(tmp_path/'t.csv')); df['k'] = np.where(df.y=='pos', 1., 0.); df.loc[5, 'k'] = None
+    df.to_csv(tmp_path/'k.csv', index=False)
+    assert list(load_data(tmp_path/'k.csv', target='k')[0].vocab) == ['0', '1']
+    df['id'] = np.arange(len(df)); df.to_csv(tmp_path/'k.csv', index=False)   # whole numbers, but one per row: no classes
+    with pytest.raises(CompareError, match="has 120 distinct values in 120 rows; it looks continuous"): load_data(tmp_path/'k.csv', target='id')
