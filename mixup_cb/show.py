@@ -243,7 +243,7 @@ def plot_curves(curves:dict, # alpha -> validation accuracy per epoch, shape (se
     fig.tight_layout()
     return fig
 
-RELI_PX = (320, 340)  # one panel of `plot_reliability`, pixels at dpi 100
+RELI_PX = (320, 380)  # one panel of `plot_reliability`, pixels at dpi 100
 
 def plot_reliability(rel:dict, # alpha -> `(count, confidence, accuracy)` per equal-width confidence bin
                      notes:dict|None=None, # alpha -> text for its panel's title (its ECE, say)
@@ -261,6 +261,8 @@ def plot_reliability(rel:dict, # alpha -> `(count, confidence, accuracy)` per eq
         note = (notes or {}).get(a)
         ax.set_title(('no MixUp' if a==0 else f'alpha={a:g}') + (f': {note}' if note else ''), fontsize=10)
         ax.set_xlabel('confidence (top probability)')
-    axs.flat[0].set_ylabel('accuracy'); axs.flat[0].legend(fontsize=7, loc='upper left')
-    fig.tight_layout()
+    axs.flat[0].set_ylabel('accuracy')
+    # One legend for the figure, below the panels: inside a panel it would hide the bars of its corner
+    fig.legend(*axs.flat[0].get_legend_handles_labels(), loc='lower center', ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
