@@ -222,4 +222,8 @@ d = { 'settings': { 'branch': 'main',
                                'mixup_cb.show.plot_curves': ('show.html#plot_curves', 'mixup_cb/show.py'),
                                'mixup_cb.show.plot_lams': ('show.html#plot_lams', 'mixup_cb/show.py'),
                                'mixup_cb.show.plot_reliability': ('show.html#plot_reliability', 'mixup_cb/show.py'),
-                               'mixup_cb.show.show_images': ('show.html#show_images', 'mixup_cb/show.py')}}}
+                               'mixup_cb.show.show_images': ('show.html#show_images', 'mixup_cb/show.py')},
+            'mixup_cb.test_utils': { 'mixup_cb.test_utils.digits_learner': ('test_utils.html#digits_learner', 'mixup_cb/test_utils.py'),
+                                     'mixup_cb.test_utils.fire': ('test_utils.html#fire', 'mixup_cb/test_utils.py'),
+                                     'mixup_cb.test_utils.loss_of': ('test_utils.html#loss_of', 'mixup_cb/test_utils.py'),
+                                     'mixup_cb.test_utils.quiet_fit': ('test_utils.html#quiet_fit', 'mixup_cb/test_utils.py')}}}

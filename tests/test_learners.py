@@ -16,24 +16,8 @@ from fastai.basics import (Learner, Callback, CastToTensor, Datasets, CrossEntro
 from mixup_cb.all import *
 from mixup_cb.examples import ItemAt
 
-# ---- helpers (the notebook has the same ones, explained) ----
-def fire(learn, b=None, keep_types=False):
-    "Fire `fit`'s events up to `before_batch` on one training batch `b`; return the mixing callback"
-    if keep_types: learn.remove_cbs(learn.cbs.filter(risinstance(CastToTensor)))
-    learn.epoch,learn.training,learn.n_epoch = 0,True,1
-    learn.dl = learn.dls.train
-    learn._split(ifnone(b, learn.dls.one_batch()))
-    with learn.no_bar(), learn.no_logging():
-        for e in ('before_fit','before_train','before_batch'): learn(e)
-    return learn.mix_up
-
-def loss_of(learn):
-    learn.pred = learn.model(*learn.xb); learn('after_pred')
-    return learn.loss_func(learn.pred, *learn.yb)
-
-def quiet_fit(learn, n=1, lr=1e-3):
-    with learn.no_bar(), learn.no_logging(): learn.fit(n, lr)
-    return learn
+# ---- helpers: fire, loss_of and quiet_fit are shared with the notebooks (mixup_cb.test_utils) ----
+from mixup_cb.test_utils import fire, loss_of, quiet_fit
 
 def lerped(x, perm, lam):
     "`lam[i]*x[i] + (1-lam[i])*x[perm[i]]`, sample by sample, computed in float64"
