@@ -226,4 +226,5 @@ d = { 'settings': { 'branch': 'main',
             'mixup_cb.test_utils': { 'mixup_cb.test_utils.digits_learner': ('test_utils.html#digits_learner', 'mixup_cb/test_utils.py'),
                                      'mixup_cb.test_utils.fire': ('test_utils.html#fire', 'mixup_cb/test_utils.py'),
                                      'mixup_cb.test_utils.loss_of': ('test_utils.html#loss_of', 'mixup_cb/test_utils.py'),
+                                     'mixup_cb.test_utils.make_shapes': ('test_utils.html#make_shapes', 'mixup_cb/test_utils.py'),
                                      'mixup_cb.test_utils.quiet_fit': ('test_utils.html#quiet_fit', 'mixup_cb/test_utils.py')}}}

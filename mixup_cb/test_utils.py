@@ -12,7 +12,7 @@ from fastai.metrics import accuracy
 from .examples import digits_dls, small_cnn
 
 # %% auto #0
-__all__ = ['digits_learner', 'fire', 'loss_of', 'quiet_fit']
+__all__ = ['digits_learner', 'fire', 'loss_of', 'quiet_fit', 'make_shapes']
 
 # %% ../nbs/12_test_utils.ipynb #9341fdd2
 def digits_learner(bs:int=32, **kw)->Learner:
@@ -42,3 +42,19 @@ def quiet_fit(learn:Learner, n:int=1, lr:float=1e-3, **kw)->Learner:
     "`learn.fit(n, lr, **kw)` without a progress bar or printed metrics"
     with learn.no_bar(), learn.no_logging(): learn.fit(n, lr, **kw)
     return learn
+
+def make_shapes(path, # The folder to write: one subfolder per class
+                n:int=8, # Images per class
+                size:int=16, # Image side, pixels
+                classes=('red','green','blue'), # Class names; class `k` has its bright square in color channel `k`
+               ):
+    "A folder of `n` noisy `size`px PNGs per class, a bright square in the class's color channel: an image folder a user might have"
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for k,c in enumerate(classes):
+        (path/c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = rng.integers(0, 60, (size,size,3)).astype(np.uint8); a[3:-3,3:-3,k] = 220
+            Image.fromarray(a).save(path/c/f'{i}.png')
+    return path

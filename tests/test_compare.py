@@ -6,17 +6,7 @@ from PIL import Image
 from mixup_cb.compare import main, load_data, make_learner, CompareError
 from mixup_cb.show import CELL_PX, LAMS_PX, CURVES_PX, RELI_PX, TITLE_PX
 
-CLASSES = ('red', 'green', 'blue')
-
-def make_shapes(path, n=8, size=16):
-    "`n` noisy `size`px images per class, a bright square in the class's color channel"
-    rng = np.random.default_rng(0)
-    for k,c in enumerate(CLASSES):
-        (path/c).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            a = rng.integers(0, 60, (size, size, 3)).astype(np.uint8); a[3:-3, 3:-3, k] = 220
-            Image.fromarray(a).save(path/c/f'{i}.png')
-    return path
+from mixup_cb.test_utils import make_shapes
 
 def make_csv(fn, n=120):
     rng = np.random.default_rng(0)
