@@ -1,9 +1,10 @@
 "`mixup-cb compare` end to end, in quick mode, on the bundled digits, a generated image folder and a generated CSV"
 import json, re, subprocess, sys
 import numpy as np, pandas as pd, pytest
-from pathlib import Path
 from PIL import Image
-from mixup_cb.compare import main, load_data, make_learner, CompareError
+from mixup_cb.compare import main
+from mixup_cb.compare_data import load_data
+from mixup_cb.compare_runs import make_learner
 from mixup_cb.show import CELL_PX, LAMS_PX, CURVES_PX, RELI_PX, TITLE_PX
 
 from mixup_cb.test_utils import make_shapes
@@ -127,3 +128,22 @@ def test_python_m(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'mixup_cb', 'compare', '--alphas', '-1'], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and 'mixup-cb compare: error: alpha -1.0: alphas must be numbers >= 0' in r.stderr, r.stderr
     assert 'Traceback' not in r.stderr and 'usage: mixup-cb compare [-h]' in r.stderr
+
+# Without the `compare` extra: one sentence and exit status 1, no traceback. fastai 2.8 itself imports matplotlib and
+# scikit-learn, so the subprocess hides each one only after importing mixup_cb.compare (and fastai with it).
+MISSING = "mixup-cb compare needs scikit-learn and matplotlib: pip install 'mixup_cb[compare]'"
+
+@pytest.mark.parametrize('mod', ['matplotlib', 'sklearn'])
+def test_missing_extra(tmp_path, mod):
+    out = tmp_path/'out'
+    code = f"import sys; from mixup_cb.compare import main; sys.modules[{mod!r}] = None; main(['compare', '--quick', '--out', {str(out)!r}])"
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.strip() == MISSING, r.stderr[-2000:]
+    assert not out.exists()
+
+def test_missing_extra_names_pyproject():
+    "The sentence names what the `compare` extra of pyproject.toml installs"
+    from packaging.requirements import Requirement
+    from mixup_cb.compare_data import EXTRAS
+    from test_release import PROJ
+    assert {Requirement(r).name for r in PROJ['optional-dependencies']['compare']} == set(EXTRAS['compare'].values())

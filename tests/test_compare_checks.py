@@ -1,11 +1,11 @@
 "`mixup-cb compare` on awkward real data: calibration, runs that did not learn, malformed tables, bad images, --out, Ctrl-C, logs"
-import json, math, os, re, shutil
+import os, re
 import numpy as np, pandas as pd, pytest, torch, warnings
 from pathlib import Path
-from PIL import Image
 import mixup_cb, mixup_cb.compare as mc
-from mixup_cb.compare import (main, compare, load_data, read_table, csv_dls, ece, reliability, run_problems, chance_level,
-                              learn_warning, auto_bs, auto_epochs, pick_threads, CompareError)
+from mixup_cb.compare import main
+from mixup_cb.compare_data import load_data, read_table, csv_dls, auto_bs, auto_epochs, CompareError
+from mixup_cb.compare_runs import ece, reliability, run_problems, chance_level, pick_threads
 from test_compare import make_shapes, make_csv, read_out
 
 def cli(capsys, *argv):

@@ -1,9 +1,9 @@
 "Real photos: a small folder cut from scikit-learn's two bundled photos trains to a meaningful model with no flags"
 import os, time
 import numpy as np, pytest
-from pathlib import Path
 from PIL import Image
-from mixup_cb.compare import compare, load_data
+from mixup_cb.compare import compare
+from mixup_cb.compare_data import load_data
 
 def make_photos(path, n=50, crop=96, seed=0):
     "`n` random `crop`px crops of each of scikit-learn's sample photos (china.jpg, flower.jpg), one class per photo"

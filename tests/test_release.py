@@ -47,3 +47,10 @@ def test_pins_equal_the_tested_floor():
 def test_no_placeholder_metadata():
     emails = [a.get('email', '') for a in PROJ.get('authors', [])]
     assert not [e for e in emails if e.endswith('.example') or 'noreply' in e], emails
+
+def test_compare_extra():
+    "scikit-learn and matplotlib serve `mixup-cb compare`, not the callback: the `compare` extra, which `dev` pulls in"
+    deps, extras = {Requirement(r).name for r in PROJ['dependencies']}, PROJ['optional-dependencies']
+    compare = {Requirement(r).name for r in extras['compare']}
+    assert compare == {'scikit-learn', 'matplotlib'} and not compare & deps, (compare, deps)
+    assert any(r.name == 'mixup_cb' and 'compare' in r.extras for r in map(Requirement, extras['dev'])), extras['dev']

@@ -6,8 +6,9 @@
 #   COMPARE_ARGS= bash tools/wheel_check.sh   # the full main job, `mixup-cb compare`
 #
 # The venv sees the current environment's packages (--system-site-packages) and the wheel goes in with --no-deps,
-# so torch and fastai are not downloaded again; the script then checks that every requirement the wheel declares
-# is met there, and that `mixup_cb` is imported from the venv's copy, not from the repository.
+# so torch and fastai are not downloaded again; the script then checks that every requirement the wheel declares,
+# with its `compare` extra (scikit-learn, matplotlib: what `mixup-cb compare` needs), is met there, and that
+# `mixup_cb` is imported from the venv's copy, not from the repository.
 # Needs `build` and `twine` (both in the dev extra). Leaves dist/ in the repository with the two files it built.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,8 +34,10 @@ bad = [f"{k}: {v}" for k,v in meta.items() if k in ('Author-email','Project-URL'
 assert not bad, f"placeholder author or unbuilt site in the metadata: {bad}"
 assert meta['Description-Content-Type'] == 'text/markdown', meta['Description-Content-Type']
 files = z.namelist()
-for need in ('mixup_cb/all.py', 'mixup_cb/compare.py', 'mixup_cb/_modidx.py'):
+for need in ('mixup_cb/all.py', 'mixup_cb/_modidx.py', 'mixup_cb/compare.py', 'mixup_cb/compare_data.py',
+             'mixup_cb/compare_runs.py', 'mixup_cb/compare_report.py'):
     assert need in files, f"{need} missing from the wheel"
+assert 'compare' in (meta.get_all('Provides-Extra') or []), f"no `compare` extra: {meta.get_all('Provides-Extra')}"
 assert not [n for n in files if n.startswith(('nbs/', 'tests/'))], "notebooks or tests packed into the wheel"
 print("metadata ok:", meta['Name'], meta['Version'], '| requires-python', meta['Requires-Python'], '|',
       '; '.join(meta.get_all('Requires-Dist') or []))
@@ -54,8 +57,8 @@ venv = sys.argv[1]
 assert mixup_cb.__file__.startswith(venv), f"mixup_cb imported from {mixup_cb.__file__}, not from the installed wheel"
 assert mixup_cb.__version__ == md.version('mixup_cb'), (mixup_cb.__version__, md.version('mixup_cb'))
 missing = []
-for r in map(Requirement, md.requires('mixup_cb')):
-    if r.marker and not r.marker.evaluate({'extra': ''}): continue
+for r in map(Requirement, md.requires('mixup_cb')):  # the base requirements and the `compare` extra's
+    if r.marker and not any(r.marker.evaluate({'extra': e}) for e in ('', 'compare')): continue
     try: v = md.version(r.name)
     except md.PackageNotFoundError: v = None
     if v is None or not r.specifier.contains(v, prereleases=True): missing.append(f"{r} (have {v})")
