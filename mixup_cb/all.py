@@ -1,5 +1,6 @@
 "Everything public in mixup_cb: `from mixup_cb.all import *`"
 from .core import *
+from .mix import *
 from .loss import *
 from .callback import *
 from .cutmix import *

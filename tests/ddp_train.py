@@ -38,7 +38,7 @@ class RecordMix(Callback):
         # MixUp swaps its loss in only for the loss call: check the loss is the mixed loss of the recorded draws
         if not self.training: return
         mu = self.learn.mix_up
-        want = mixup_loss(self.learn.loss_func, self.learn.pred, self.learn.yb, mu.perm, mu.lam)
+        want = mixed_loss(self.learn.loss_func, self.learn.pred, self.learn.yb, mu.perm, mu.lam)
         self.lf.append('MixUpLoss' if torch.allclose(self.learn.loss.float(), want.float(), rtol=1e-4, atol=1e-6) else 'other')
 
 def main(out:Path, same_seed:bool):

@@ -25,7 +25,7 @@ def scored_with(learn)->str:
     "After a training batch's loss: 'MixUpLoss' if it equals the mixed loss of the recorded draws, else the loss's type"
     mu = getattr(learn, 'mix_up', None)
     if mu is None or mu.lam is None: return type(learn.loss_func).__name__
-    want = mixup_loss(learn.loss_func, learn.pred, learn.yb, mu.perm, mu.lam)
+    want = mixed_loss(learn.loss_func, learn.pred, learn.yb, mu.perm, mu.lam)
     return 'MixUpLoss' if torch.allclose(learn.loss.float(), want.float(), rtol=1e-4, atol=1e-6) else 'other'
 
 class LossSeen(Callback):

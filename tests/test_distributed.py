@@ -2,7 +2,7 @@
 import os, socket, subprocess, sys, pytest, torch
 from pathlib import Path
 import torch.distributed as dist
-from mixup_cb.core import mix
+from mixup_cb.mix import mix
 from mixup_cb.examples import load_digits_xy, digits_dls
 
 ROOT = Path(__file__).parent.parent

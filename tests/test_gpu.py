@@ -6,7 +6,7 @@ from fastai.basics import Learner, accuracy, CrossEntropyLossFlat
 import fastai.callback.progress, fastai.callback.fp16, fastai.callback.schedule  # no_bar, to_fp16, fit_one_cycle
 from mixup_cb.all import *
 from mixup_cb.examples import digits_dls, small_cnn
-from mixup_cb.loss import _generic_mixup_loss
+from mixup_cb.loss import _generic_mixed_loss
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
@@ -56,9 +56,9 @@ def test_mixed_ce_and_mix_under_deterministic_algorithms():
     try:
         out = []
         for _ in range(2):
-            l = mixup_loss(torch.nn.CrossEntropyLoss(), pred, (y,), perm, lam); l.backward()
+            l = mixed_loss(torch.nn.CrossEntropyLoss(), pred, (y,), perm, lam); l.backward()
             out.append((l.detach(), pred.grad.clone(), mix(x, perm, lam))); pred.grad = None
     finally: torch.use_deterministic_algorithms(False)
     (l0,g0,m0),(l1,g1,m1) = out
     assert torch.equal(l0, l1) and torch.equal(g0, g1) and torch.equal(m0, m1)
-    torch.testing.assert_close(l0, _generic_mixup_loss(torch.nn.CrossEntropyLoss(), pred, (y,), perm, lam).detach())
+    torch.testing.assert_close(l0, _generic_mixed_loss(torch.nn.CrossEntropyLoss(), pred, (y,), perm, lam).detach())

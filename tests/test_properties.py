@@ -118,7 +118,7 @@ def test_lambdas_one_give_the_wrapped_loss(i, bs, n, seed, dtype, reduction):
     if expect is None:
         old = crit.reduction; crit.reduction = red
         expect = crit(pred, y); crit.reduction = old
-    got = mixup_loss(crit, pred, (y,), perm, ones, reduction=reduction)
+    got = mixed_loss(crit, pred, (y,), perm, ones, reduction=reduction)
     # fastai's flat losses compute in float32 even for float64 predictions (the fused cross-entropy may not): compare
     # in the coarser of the two dtypes; a mean may sum in another order
     coarse = torch.float32 if torch.float32 in (got.dtype, expect.dtype) else torch.float64
