@@ -5,12 +5,12 @@
 # %% ../nbs/00_core.ipynb #15b1850f
 from __future__ import annotations
 import math, numbers, torch
+from contextlib import contextmanager
 from torch import Tensor
-from fastcore.basics import *
 
 # %% auto #0
-__all__ = ['check_alpha', 'check_bool', 'check_batch', 'check_inputs', 'check_prob', 'check_sched', 'image_size', 'sample_lam',
-           'sample_perm']
+__all__ = ['check_alpha', 'check_bool', 'check_batch', 'check_inputs', 'check_prob', 'check_sched', 'image_size', 'named',
+           'sample_lam', 'sample_perm']
 
 # %% ../nbs/00_core.ipynb #72dfb5b5
 def check_alpha(alpha, who:str='alpha')->float:
@@ -22,7 +22,7 @@ def check_alpha(alpha, who:str='alpha')->float:
     alpha = float(alpha)
     if not (math.isfinite(alpha) and alpha>0):
         raise ValueError(f"{who} must be a finite number > 0 (e.g. 0.2-0.4 for ImageNet-sized data, 1.0 for small data); got {alpha}. "
-                         "To train without mixing, leave the callback out.")
+                         "alpha is never 0: to train without mixing, don't mix.")
     return alpha
 
 def check_bool(v, who:str)->bool:
@@ -33,31 +33,30 @@ def check_bool(v, who:str)->bool:
 def check_batch(xb, # Inputs (or targets) of one batch
                 what:str='input', # What they are, for the message: 'input' or 'target'
                 bs:int|None=None, # The batch size they must have; the first one's otherwise
-                who:str='MixUpCallback', # Who is asking, for the message
                )->int|None: # The batch size
     "The batch size of `xb`, or an error naming the entry of `xb` that cannot be mixed and what to do"
     for i,x in enumerate(xb):
         if not isinstance(x, Tensor):
-            raise TypeError(f"{who}: {what} {i} is a {type(x).__name__}, not a tensor, so it cannot be mixed. Mixing needs "
+            raise TypeError(f"{what} {i} is a {type(x).__name__}, not a tensor, so it cannot be mixed. Mixing needs "
                             "batch-first tensors; convert it first (in a fastai DataLoader: its transforms, or a before_batch callback).")
         if x.ndim==0:
-            raise ValueError(f"{who}: {what} {i} is a 0-d tensor ({x!r}); every input and target must be batch-first.")
+            raise ValueError(f"{what} {i} is a 0-d tensor ({x!r}); every input and target must be batch-first.")
         if bs is None: bs = x.shape[0]
         if x.shape[0]!=bs:
-            raise ValueError(f"{who}: {what} {i} has shape {tuple(x.shape)}, but the batch has {bs} samples. "
+            raise ValueError(f"{what} {i} has shape {tuple(x.shape)}, but the batch has {bs} samples. "
                              "Every input and target must be batch-first.")
     return bs
 
 def check_inputs(x, # A batch-first tensor, or a tuple or list of them
-                 who:str, # Who is asking, for the message
                 )->tuple:
     "`x` as a non-empty tuple of batch-first tensors of one batch size, or an error saying what is wrong"
     if isinstance(x, Tensor): return (x,)
-    if not isinstance(x, (tuple,list)):
-        raise TypeError(f"{who}: expected a batch-first tensor or a tuple of them, got {type(x).__name__}. Convert the batch to "
-                        "a tensor first (torch.as_tensor for arrays and lists, torchvision's pil_to_tensor for images).")
-    if not x: raise ValueError(f"{who}: no inputs to mix; pass a batch-first tensor or a tuple of them")
-    check_batch(x, 'input', who=who)
+    fix = "Convert the batch to a tensor first (torch.as_tensor for arrays and lists, torchvision's pil_to_tensor for images)."
+    if not isinstance(x, (tuple,list)): raise TypeError(f"expected a batch-first tensor or a tuple of them, got {type(x).__name__}. {fix}")
+    if not x: raise ValueError("no inputs to mix; pass a batch-first tensor or a tuple of them")
+    if not any(isinstance(o, Tensor) for o in x):
+        raise TypeError(f"expected a batch-first tensor or a tuple of them, got a {type(x).__name__} of {type(x[0]).__name__}. {fix}")
+    check_batch(x, 'input')
     return tuple(x)
 
 def check_prob(v, who:str, what:str='')->float:
@@ -71,16 +70,25 @@ def check_sched(alpha, who:str='alpha'):
     if callable(alpha): check_alpha(alpha(0.), f'{who}(0), the schedule at the start of training,'); return alpha
     return check_alpha(alpha, who)
 
-def image_size(xb:tuple, who:str='CutMix')->tuple:
+def image_size(xb:tuple)->tuple:
     "`(H, W)` shared by every input of `xb`, or an error saying why the inputs cannot take a box"
     for i,x in enumerate(xb):
         if not isinstance(x, Tensor) or x.ndim<3:
-            raise ValueError(f"{who}: input {i} has shape {tuple(getattr(x, 'shape', ()))}, but CutMix pastes boxes into images "
+            raise ValueError(f"input {i} has shape {tuple(getattr(x, 'shape', ()))}, but CutMix pastes boxes into images "
                              "and needs batch-first inputs of at least 3 dimensions, (bs, [C,] H, W), the last two spatial. "
-                             "For tabular, text or other non-image inputs use MixUpCallback (learn.mixup()).")
+                             "For tabular, text or other non-image inputs use MixUp (learn.mixup()).")
     sizes = {tuple(x.shape[-2:]) for x in xb}
-    if len(sizes)!=1: raise ValueError(f"{who}: the inputs have different spatial sizes {sorted(sizes)}; one box per sample needs one (H, W).")
+    if len(sizes)!=1: raise ValueError(f"the inputs have different spatial sizes {sorted(sizes)}; one box per sample needs one (H, W).")
     return sizes.pop()
+
+@contextmanager
+def named(who:str):
+    "Errors of bad input (`TypeError`, `ValueError`) raised inside start with `who`: the callback or function the user called"
+    try: yield
+    except (TypeError, ValueError) as e:
+        if e.args and isinstance(e.args[0], str) and not e.args[0].startswith(f'{who}:'): e.args = (f'{who}: {e.args[0]}', *e.args[1:])
+        raise
+
 
 # %% ../nbs/00_core.ipynb #a88e8a7c
 def _probe_gamma():

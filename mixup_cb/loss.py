@@ -4,18 +4,21 @@
 
 # %% ../nbs/02_loss.ipynb #f92e2e29
 from __future__ import annotations
-import functools, inspect, sys, torch, torch.nn as nn, torch.nn.functional as F
+import functools, inspect, sys, weakref, torch, torch.nn as nn, torch.nn.functional as F
 from functools import partial
 from contextlib import contextmanager
 from torch import Tensor
 from fastcore.basics import *
 from fastcore.xtras import modify_exception
-from .mix import safe_to_unwrap, unwrap
+from .core import *
+from .mix import paste
+
 
 # %% auto #0
-__all__ = ['check_per_sample', 'loss_reduction', 'unreduced', 'reduce_loss', 'mixed_loss', 'MixUpLoss']
+__all__ = ['check_per_sample', 'loss_reduction', 'unreduced', 'reduce_loss', 'target_weights', 'mixed_loss', 'MixUpLoss']
 
 # %% ../nbs/02_loss.ipynb #df638eab
+@functools.lru_cache(maxsize=64)
 def _takes_reduction(f)->bool:
     try: ps = inspect.signature(f).parameters
     except (TypeError, ValueError): return False
@@ -23,7 +26,9 @@ def _takes_reduction(f)->bool:
 
 def check_per_sample(crit):
     "Raise a `TypeError` saying what to do if `crit` cannot give unreduced, per-sample losses"
-    if hasattr(crit, 'reduction') or _takes_reduction(crit): return crit
+    try: ok = hasattr(crit, 'reduction') or _takes_reduction(crit)
+    except TypeError: ok = _takes_reduction.__wrapped__(crit)  # (an unhashable callable)
+    if ok: return crit
     raise TypeError(f"MixUpLoss: the loss {crit!r} cannot give per-sample values: it has no `reduction` attribute and takes no "
                     "`reduction=` argument. Give it one (reduction='none' must return one loss per sample or per element), "
                     "or, for float targets (regression, soft labels), pass stack_y=False to mix the targets instead of the losses.")
@@ -46,86 +51,155 @@ def reduce_loss(l:Tensor, reduction:str='mean')->Tensor:
     return l.mean() if reduction=='mean' else l.sum() if reduction=='sum' else l
 
 # %% ../nbs/02_loss.ipynb #09f78734
-def _lerp_losses(l_shuf:Tensor, # Unreduced losses against the shuffled targets
-              l:Tensor, # Unreduced losses against the samples' own targets
-              lam:Tensor, # One weight per sample, for the own targets
-             )->Tensor:
-    "`lam*l + (1-lam)*l_shuf`, each loss value weighted by its own sample's `lam`"
+def _fastai(name:str):
+    "fastai's loss class `name` where fastai's losses are imported, else `None` (a plain PyTorch user never imports them)"
+    return getattr(sys.modules.get('fastai.losses'), name, None)
+
+def _inner(crit):
+    "The loss a fastai flattened loss (`CrossEntropyLossFlat`, ...) calls; `crit` itself otherwise"
+    flat = _fastai('BaseLoss')
+    return crit.func if flat is not None and isinstance(crit, flat) else crit
+
+def _ce_weights(crit)->tuple|None:
+    "`(class weights, ignored index)` of a cross-entropy or NLL loss, read from the loss itself; `None` for any other loss"
+    crit = _inner(crit)
+    if isinstance(crit, (nn.CrossEntropyLoss, nn.NLLLoss)): return crit.weight,crit.ignore_index
+    f,kw = (crit.func,crit.keywords) if isinstance(crit, partial) else (crit,{})
+    if f in (F.cross_entropy, F.nll_loss): return kw.get('weight'),kw.get('ignore_index', -100)
+    return None
+
+def target_weights(crit, # The wrapped loss
+                   y:Tensor, # One batch's targets for it
+                  )->Tensor|None: # Each sample's weight in the loss's mean, `(bs,)`; `None`: every element counts 1
+    "How much each sample's targets weigh in `crit`'s mean: class weights summed, 0 for an ignored target"
+    if hasattr(crit, 'reduction_weights'): w = crit.reduction_weights(y)
+    else:
+        ce = _ce_weights(crit)
+        if ce is None or y.is_floating_point(): return None  # probability targets: PyTorch's mean counts samples
+        weight,ign = ce
+        y = y.long()
+        keep = y!=ign
+        w = keep.float() if weight is None else weight.to(y.device).float()[y.masked_fill(~keep, 0)]*keep
+    return w.reshape(len(y), -1).sum(1)
+
+# %% ../nbs/02_loss.ipynb #fe4cdc5c
+_PLAIN_MEANS = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss, nn.KLDivLoss,
+                nn.SoftMarginLoss, nn.MultiLabelSoftMarginLoss, nn.PoissonNLLLoss, nn.GaussianNLLLoss)
+_PLAIN_FUNCS = (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss, F.binary_cross_entropy,
+                F.binary_cross_entropy_with_logits, F.kl_div)
+
+def _knows_mean(crit)->bool:
+    "Whether `crit`'s 'mean' is known: a cross-entropy family loss (weights read), a plain mean, or a user's `reduction_weights`"
+    c = _inner(crit)
+    f = c.func if isinstance(c, partial) else c
+    plain = tuple(o for o in (_fastai('FocalLoss'), _fastai('LabelSmoothingCrossEntropy')) if o is not None)
+    return (hasattr(crit, 'reduction_weights') or _ce_weights(crit) is not None or f in _PLAIN_FUNCS
+            or isinstance(c, _PLAIN_MEANS+plain))
+
+def _reduce(l_shuf:Tensor, # Unreduced losses against the shuffled targets (class weights applied, as the loss gives them)
+            l:Tensor, # Unreduced losses against the samples' own targets
+            lam:Tensor, # One weight per sample, for its own targets
+            reduction:str, # 'mean', 'sum', 'none' or 'batchmean'
+            w_shuf:Tensor|None=None, # Each sample's weight in the mean for the shuffled targets (`target_weights`)
+            w:Tensor|None=None, # The same for the own targets
+           )->Tensor:
+    "The lerped losses reduced as the wrapped loss reduces: a weighted mean divides by the lerped weights"
     bs = lam.shape[0]
     if l.ndim==0 or l.numel()%bs or l.shape!=l_shuf.shape:
-        raise ValueError(f"MixUpLoss: the loss gave shape {tuple(l.shape)} with reduction='none' for a batch of {bs}; "
+        raise ValueError(f"the loss gave shape {tuple(l.shape)} with reduction='none' for a batch of {bs}; "
                          "it must give one value per sample or per element. Check that reduction='none' is honoured.")
     dt = torch.promote_types(l.dtype, torch.float32)
-    w = lam.to(device=l.device, dtype=dt)
-    return torch.lerp(l_shuf.to(dt).reshape(bs,-1), l.to(dt).reshape(bs,-1), w[:,None]).view(l.shape)
+    lam = lam.to(device=l.device, dtype=dt)
+    if reduction=='none': return torch.lerp(l_shuf.to(dt).reshape(bs,-1), l.to(dt).reshape(bs,-1), lam[:,None]).view(l.shape)
+    # Per sample first: the lerp of two sums is the sum of the lerps, at a batch's cost instead of a tensor's
+    s = torch.lerp(l_shuf.to(dt).reshape(bs,-1).sum(1), l.to(dt).reshape(bs,-1).sum(1), lam).sum()
+    if reduction=='sum': return s
+    if reduction=='batchmean': return s/bs
+    if reduction!='mean': raise ValueError(f"the loss reduces by {reduction!r}; a mixed loss knows 'mean', 'sum', 'batchmean' and 'none'")
+    if w is None: return s/l.numel()
+    return s/torch.lerp(w_shuf.to(l.device, dt), w.to(l.device, dt), lam).sum()
 
 # %% ../nbs/02_loss.ipynb #b323795f
-def _ce_params(crit, pred, yb:tuple):
-    "`(weight, ignore_index)` if `crit(pred, *yb)` is a plain cross-entropy on class indices the fused path computes alike, else `None`"
-    if len(yb)!=1 or not isinstance(pred, Tensor) or not pred.is_floating_point() or pred.ndim<2 or not safe_to_unwrap(pred): return None
-    y = yb[0]
-    if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype==torch.bool: return None
-    # Targets that do not fit the logits take the generic path, so the loss itself says what is wrong
-    if y.shape!=pred.shape[:1]+pred.shape[2:]: return None
-    if crit is F.cross_entropy: return (None, -100)
-    flat = getattr(sys.modules.get('fastai.losses'), 'CrossEntropyLossFlat', None)
-    if flat is not None and type(crit) is flat:
-        if not (crit.flatten and pred.ndim==2 and crit.axis in (1,-1)): return None
-        # fastai's flattened losses compute float64 predictions in float32 (its `TensorBase` casts them), and fastai's
-        # Recorder then expects a float32 loss: leave that case to the generic path, which calls the loss itself
-        if pred.dtype==torch.float64: return None
-        crit = crit.func
-    if type(crit) is not nn.CrossEntropyLoss or crit.label_smoothing: return None
-    return (crit.weight, crit.ignore_index)
+def _one_log_softmax(crit, pred, yb:tuple)->bool:
+    "Whether `crit(pred, *yb)` is a cross-entropy on `(bs, classes)` logits and class indices: one log-softmax serves both targets"
+    if len(yb)!=1 or not isinstance(pred, Tensor) or pred.ndim!=2 or not pred.is_floating_point(): return False
+    y,c = yb[0],_inner(crit)
+    if not isinstance(y, Tensor) or y.ndim!=1 or y.is_floating_point() or y.is_complex() or y.dtype==torch.bool: return False
+    if c is not crit and (not crit.flatten or crit.axis not in (1,-1) or pred.dtype==torch.float64): return False  # fastai computes f64 in f32
+    return c is F.cross_entropy or (type(c) is nn.CrossEntropyLoss and not c.label_smoothing)
 
-@functools.lru_cache(maxsize=16)
-def _pair_weights(device, dtype, s:float)->tuple:
-    "`(off, sign)` with `off + lam*sign = (s*lam, s*(1-lam))`: the two targets' weights in one `addcmul`, made on `device`"
-    sign = torch.arange(2, device=device, dtype=dtype).mul_(-2).add_(1)  # (1, -1), made on the device: no host copy
-    return torch.arange(2, device=device, dtype=dtype).mul_(s), sign.mul_(s)
+def _pair(crit, pred, yb:tuple, yb_shuf:tuple)->tuple:
+    "`(unreduced losses against yb_shuf, against yb)`, each as the loss gives them with reduction='none'"
+    if _one_log_softmax(crit, pred, yb):
+        # One log-softmax for both targets: a cross-entropy is the NLL of the log-softmax (measured in benchmarks/bench.py)
+        (w,ign),lp = _ce_weights(crit),pred.log_softmax(1)
+        return tuple(F.nll_loss(lp, ys[0].long(), weight=w, ignore_index=ign, reduction='none') for ys in (yb_shuf, yb))
+    with unreduced(crit) as f:
+        l = f(pred, *yb)
+        return (l if yb_shuf is yb else f(pred, *yb_shuf)),l
 
-def _mixed_ce(pred, y, perm, lam, weight, ignore_index, reduction:str='none')->Tensor:
-    "`lam*ce(pred, y) + (1-lam)*ce(pred, y[perm])` per sample, from one log-softmax, reduced by `reduction`"
-    # (Every tensor call below costs microseconds of dispatch on a CPU: no call that a dtype or shape check can skip)
-    pred,y = unwrap(pred),unwrap(y)
-    if y.dtype!=torch.long: y = y.long()
-    if perm.device!=y.device: perm = perm.to(y.device)  # (a shuffle made elsewhere, as `y[perm]` would take it)
-    # Both targets side by side on the class dim, like the logits; an ignored one points at class 0 and weighs 0
-    idx = torch.stack((y, y.index_select(0, perm))).movedim(0, 1)
-    ok = idx.ne(ignore_index)
-    idx.mul_(ok)
-    dt = torch.promote_types(pred.dtype, torch.float32)
-    dev = pred.device
-    if lam.dtype!=dt or lam.device!=dev: lam = lam.to(dev, dt)
-    off,sign = _pair_weights(dev, dt, -1/y.numel() if reduction=='mean' else -1.)
-    w = torch.addcmul(off, lam.unsqueeze(1), sign)  # (-lam, -(1-lam)), scaled by the reduction
-    w = w.mul_(ok) if y.ndim==1 else w.view(*w.shape, *[1]*(y.ndim-1))*ok
-    if weight is not None: w = w*weight.to(dt)[idx]
-    # Native ops only, so autograd's backward runs without Python: the log-softmax's backward takes the sparse gradient
-    g = pred.log_softmax(1).gather(1, idx)
-    if g.dtype!=dt: g = g.to(dt)
-    l = g*w  # summed plainly, not by a BLAS dot product: deterministic on every device, without cuBLAS settings
-    return l.sum(1) if reduction=='none' else l.sum()
+# %% ../nbs/02_loss.ipynb #e93d616b
+def _smoothed(crit, pred, yb:tuple, yb_shuf:tuple, lam:Tensor, reduction:str)->Tensor:
+    "fastai's `LabelSmoothingCrossEntropy(Flat)`: its smoothing term needs no target; its NLL term is mixed, with its class weights"
+    ls,(y,),(ys,) = _inner(crit),yb,yb_shuf
+    if ls is not crit:  # flattened as fastai's `BaseLoss` flattens: the class axis last, then one row per element
+        c = pred.shape[crit.axis]
+        pred,y,ys = pred.transpose(crit.axis,-1).reshape(-1, c),y.transpose(crit.axis,-1).reshape(-1),ys.transpose(crit.axis,-1).reshape(-1)
+    lp = F.log_softmax(pred, 1)
+    s = -lp.sum(1)
+    s = s.mean() if reduction=='mean' else s.sum() if reduction=='sum' else s
+    nll = partial(F.nll_loss, weight=ls.weight)
+    l_shuf,l = (nll(lp, o.long(), reduction='none') for o in (ys, y))
+    w = [target_weights(nll, o) for o in (yb_shuf[0], yb[0])] if reduction=='mean' else [None,None]
+    return s*ls.eps/pred.shape[1] + (1-ls.eps)*_reduce(l_shuf, l, lam, reduction, *w)
+
+# %% ../nbs/02_loss.ipynb #d54572ed
+_seen = weakref.WeakSet()
+
+def _check_mean(crit, pred, yb:tuple, l:Tensor):
+    "Once per loss whose 'mean' is not known here: its mean must be the plain mean of its values, or the mix would be off"
+    try:
+        if crit in _seen: return
+        _seen.add(crit)
+    except TypeError: pass  # a loss that cannot be weakly referenced is checked every time
+    own = crit(pred, *yb)
+    if not torch.allclose(own.detach().float(), l.detach().float().mean(), rtol=1e-3, atol=1e-6):
+        raise ValueError(f"the loss {crit!r} reduces to {own.item():.6g}, not to the plain mean of its reduction='none' values "
+                         f"({l.float().mean().item():.6g}): its mean is weighted in a way MixUpLoss cannot see, so a mixed loss would "
+                         "reweight every batch. Give the loss a method `reduction_weights(y)` returning each target's weight in its "
+                         "mean (MixUpLoss divides by their sum, as nn.CrossEntropyLoss does with class weights), or reduce it by the plain mean.")
 
 # %% ../nbs/02_loss.ipynb #b782f37b
+def _dense(y, mask)->bool: return isinstance(y, Tensor) and y.ndim>=3 and y.shape[-2:]==mask.shape[-2:]
+
+def _mixed(crit, pred, yb:tuple, perm:Tensor, lam:Tensor, reduction:str, mask:Tensor|None=None)->Tensor:
+    "`mixed_loss` on checked arguments: what `MixUpLoss` calls"
+    ys = tuple(y[perm] for y in yb)
+    if mask is not None:  # CutMix: a dense target is pasted like the input, so each pixel trains towards the image it came from
+        yb = tuple(paste(y, perm, mask) if _dense(y, mask) else y for y in yb)
+        ys = tuple(y if _dense(y, mask) else o for y,o in zip(yb, ys))
+        if all(_dense(y, mask) for y in yb): ys = yb
+    if isinstance(_inner(crit), _fastai('LabelSmoothingCrossEntropy') or ()): return _smoothed(crit, pred, yb, ys, lam, reduction)
+    l_shuf,l = _pair(crit, pred, yb, ys)
+    if reduction!='mean': return _reduce(l_shuf, l, lam, reduction)
+    if not _knows_mean(crit): _check_mean(crit, pred, yb, l)
+    ws = [target_weights(crit, o[0]) if len(o)==1 else None for o in (ys, yb)]
+    return _reduce(l_shuf, l, lam, reduction, *ws)
+
 def mixed_loss(crit, # The loss to mix: a module, a fastai loss, or a function taking `reduction=` (`F.cross_entropy`, ...)
                pred, # The model's output on the mixed batch
                y:Tensor|tuple, # The batch's own targets: a tensor, or a tuple of them (fastai's `yb`)
                perm:Tensor, # The shuffle the batch was mixed with
                lam:Tensor, # The lambdas the batch was mixed with
                reduction:str|None=None, # Defaults to `crit`'s own reduction ('mean' for a function)
+               mask:Tensor|None=None, # CutMix's bool box masks `(bs, H, W)`: dense targets of that size are pasted, not lerped
               )->Tensor:
     "`crit` against `y` and against the shuffled `y[perm]`, lerped per sample by `lam`, reduced as `crit` reduces"
-    yb = (y,) if isinstance(y, Tensor) else tuple(y)
-    red = ifnone(reduction, loss_reduction(crit))
-    ce = _ce_params(crit, pred, yb)
-    if ce is not None: return _mixed_ce(pred, yb[0], perm, lam, *ce, red)
-    return _generic_mixed_loss(crit, pred, yb, perm, lam, red)
-
-def _generic_mixed_loss(crit, pred, yb:tuple, perm, lam, reduction=None):
-    "`mixed_loss` without the fused cross-entropy: the definition the fused path is tested against"
-    with unreduced(crit) as f: l = _lerp_losses(f(pred, *[y[perm] for y in yb]), f(pred, *yb), lam)
-    return reduce_loss(l, ifnone(reduction, loss_reduction(crit)))
+    with named('mixed_loss'):
+        yb = (y,) if isinstance(y, Tensor) else tuple(y)
+        check_batch(yb, 'target', len(perm))
+        if len(lam)!=len(perm): raise ValueError(f"perm has {len(perm)} samples but lam has {len(lam)}; pass the pair one mix drew")
+        return _mixed(check_per_sample(crit), pred, yb, perm, lam, ifnone(reduction, loss_reduction(crit)), mask)
 
 # %% ../nbs/02_loss.ipynb #d1669601
 def _shape(o): return tuple(o.shape) if hasattr(o, 'shape') else type(o).__name__
@@ -143,23 +217,28 @@ class MixUpLoss:
     def __init__(self, crit):
         if isinstance(crit, MixUpLoss): crit = crit.crit
         self.crit = check_per_sample(crit)
-        self.perm = self.lam = self.after_call = None
+        self.perm = self.lam = self.mask = self.after_call = None
 
-    def arm(self, perm:Tensor, lam:Tensor, after_call=None):
-        "Mix the next call with shuffle `perm` and weights `lam`; once that call returns or raises, call `after_call()`"
-        self.perm,self.lam,self.after_call = perm,lam,after_call
+    def arm(self,
+            perm:Tensor, # The shuffle the batch was mixed with
+            lam:Tensor, # The lambdas its inputs got
+            mask:Tensor|None=None, # CutMix's box masks: dense targets are pasted (see `mixed_loss`)
+            after_call=None, # Called once the armed call returns or raises
+           ):
+        "Mix the next call, and only that one, with `perm` and `lam`"
+        self.perm,self.lam,self.mask,self.after_call = perm,lam,mask,after_call
         return self
 
     def disarm(self):
         "Forget the armed shuffle and lambdas without calling `after_call`"
-        self.perm = self.lam = self.after_call = None
+        self.perm = self.lam = self.mask = self.after_call = None
         return self
 
     def __call__(self, pred, *yb, **kwargs):
         if self.lam is None: return self.crit(pred, *yb, **kwargs)
-        perm,lam,after_call = self.perm,self.lam,self.after_call
+        perm,lam,mask,after_call = self.perm,self.lam,self.mask,self.after_call
         self.disarm()
-        try: return mixed_loss(self.crit, pred, yb, perm, lam)
+        try: return _mixed(self.crit, pred, yb, perm, lam, loss_reduction(self.crit), mask)
         except Exception as e: raise _explain(e, self.crit, pred, yb)
         finally:
             if after_call is not None: after_call()
@@ -174,6 +253,6 @@ class MixUpLoss:
         # Forward what fastai reads from a loss (activation, decodes, y_int, ...) to the wrapped loss
         if k.startswith('__') or 'crit' not in self.__dict__: raise AttributeError(k)
         return getattr(self.crit, k)
-    def __getstate__(self): return {'crit': self.crit, 'perm': None, 'lam': None, 'after_call': None}
+    def __getstate__(self): return {'crit': self.crit, 'perm': None, 'lam': None, 'mask': None, 'after_call': None}
     def __setstate__(self, d): self.__dict__.update(d)
     def __repr__(self): return f'MixUpLoss({self.crit!r})'

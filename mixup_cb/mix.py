@@ -11,8 +11,8 @@ from fastcore.basics import *
 from .core import *
 
 # %% auto #0
-__all__ = ['is_mixable', 'lam_like', 'safe_to_unwrap', 'unwrap', 'mix', 'Recycler', 'sample_boxes', 'box_mask', 'box_lam',
-           'paste', 'cutmix_inputs']
+__all__ = ['is_mixable', 'lam_like', 'mix', 'lam_got', 'mix_inputs', 'Recycler', 'sample_boxes', 'box_mask', 'box_lam', 'paste',
+           'cutmix_inputs']
 
 # %% ../nbs/01_mix.ipynb #c5a53ca2
 def is_mixable(x)->bool:
@@ -23,13 +23,13 @@ def lam_like(lam:Tensor, x:Tensor)->Tensor:
     "`lam` shaped `(bs,1,...,1)` to broadcast over `x`, in `x`'s dtype and on its device"
     return lam.to(device=x.device, dtype=x.dtype).view(-1, *[1]*(x.ndim-1))
 
-def safe_to_unwrap(x)->bool:
+def _safe_to_unwrap(x)->bool:
     "Whether `x` is a plain tensor or a fastai `TensorBase`, whose subclass only carries metadata, so `unwrap` loses nothing"
     if type(x) is Tensor: return True
     tb = getattr(sys.modules.get('fastai.torch_core'), 'TensorBase', None)
     return tb is not None and isinstance(x, tb)
 
-def unwrap(x:Tensor)->Tensor:
+def _unwrap(x:Tensor)->Tensor:
     "`x` as a plain `Tensor` (the same memory), so torch calls skip a subclass's `__torch_function__`"
     return x if type(x) is Tensor else x.as_subclass(Tensor)
 
@@ -49,10 +49,33 @@ def mix(x:Tensor, # Batch-first tensor to mix; float (or complex) only, anything
     if not is_mixable(x): return x
     w = lam_like(lam, x)
     # `out=` does not record gradients and skipping a subclass's own __torch_function__ is only safe for metadata subclasses
-    if out is None or (x.requires_grad and torch.is_grad_enabled()) or not safe_to_unwrap(x): return x[perm].lerp_(x, w)
-    xp = unwrap(x)
+    if out is None or (x.requires_grad and torch.is_grad_enabled()) or not _safe_to_unwrap(x): return x[perm].lerp_(x, w)
+    xp = _unwrap(x)
     torch.index_select(xp, 0, perm, out=out).lerp_(xp, w)  # `out` keeps its strides: channels-last stays so
     return _retype(out, x)
+
+# %% ../nbs/01_mix.ipynb #055c1d54
+def lam_got(lam:Tensor, # The drawn lambdas, float32
+            xs, # The tensors they will mix
+           )->Tensor:
+    "`lam` as `mix` applies it to `xs`: rounded through each half-precision float dtype among them"
+    for x in xs:
+        if is_mixable(x) and not x.is_complex() and x.dtype.itemsize<4: lam = lam.to(x.dtype).to(lam.dtype)
+    return lam
+
+def mix_inputs(xb:tuple, # One batch's inputs, batch-first (fastai's `xb`)
+               perm:Tensor, # The shuffle
+               lam:Tensor, # The drawn lambdas
+               rcs:list|None=None, # Optional `Recycler`s, one per input, for the mixed inputs' memory
+              )->tuple: # `(mixed inputs, the lambdas they got)`
+    "MixUp of a batch's inputs: each float input lerped by `mix`, the others as they are; an error if none is float"
+    if not any(map(is_mixable, xb)):
+        raise TypeError(f"no input can be interpolated ({', '.join(f'input {i} is {x.dtype}' for i,x in enumerate(xb))}), so the inputs "
+                        "would stay clean while the loss is mixed: that is label noise, not MixUp. Mix where the values are floats "
+                        "instead, such as the embeddings of token ids or categorical codes.")
+    lam = lam_got(lam, xb)
+    return tuple(mix(x, perm, lam, out=rcs[i].empty_like(x) if rcs and is_mixable(x) and not x.requires_grad else None)
+                 for i,x in enumerate(xb)),lam
 
 # %% ../nbs/01_mix.ipynb #5506b0db
 def _probe_use_count():
@@ -77,7 +100,7 @@ class Recycler:
             and _use_count(st._cdata)==1):
             self.reused += 1
             return torch.empty(0, dtype=x.dtype, device=x.device).set_(st, 0, x.shape, x.stride())
-        o = torch.empty_like(unwrap(x))
+        o = torch.empty_like(_unwrap(x))
         self.st = o.untyped_storage() if dense and x.device.type=='cpu' and _use_count is not None else None
         return o
 
@@ -128,10 +151,9 @@ def cutmix_inputs(xb:tuple, # Batch-first images, each `(bs, ..., H, W)` with th
                   perm:Tensor, # The shuffle, from `sample_perm`
                   lam:Tensor, # The drawn lambdas, from `sample_lam`: they set the boxes' sizes
                   generator:torch.Generator|None=None, # Optional RNG for the boxes' positions
-                  who:str='CutMix', # Who is asking, for error messages
                  )->tuple: # `(mixed inputs, corrected lambdas, boxes)`
     "Paste into every sample of each input a box of its partner's; the lambdas corrected to the areas pasted"
-    H,W = image_size(xb, who)
+    H,W = image_size(xb)
     boxes = sample_boxes(lam, H, W, generator)
     mask = box_mask(boxes, H, W)
     return tuple(paste(x, perm, mask) for x in xb), box_lam(boxes, H, W), boxes
