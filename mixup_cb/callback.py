@@ -4,29 +4,34 @@
 
 # %% ../nbs/04_callback.ipynb #047419ae
 from __future__ import annotations
-import math, random, warnings
+import random
+from functools import partial
 from typing import NamedTuple
 from torch import Tensor
 from fastcore.basics import *
 from fastcore.meta import delegates
 from fastai.callback.core import Callback
+from fastai.callback.schedule import LRFinder
 from fastai.learner import Learner
 from .core import *
-from .mix import is_mixable, mix, Recycler
-from .loss import MixUpLoss
+from .mix import is_mixable, mix, mix_inputs, paste, Recycler
+from .hooks import HookMix, InputOf, check_points, embedding_points, find_mix_points
+from .loss import MixUpLoss, check_per_sample
 
 # %% auto #0
-__all__ = ['Mixed', 'mixing_cb', 'MixCallback', 'MixUpCallback']
+__all__ = ['MixRecord', 'mixing_cb', 'MixCallback', 'MixUpCallback']
 
 # %% ../nbs/04_callback.ipynb #4cefab1a
-class Mixed(NamedTuple):
-    "How one training batch was mixed: the draws, and what the mixing method added to them"
-    perm:Tensor # The shuffle: sample `i` was mixed with sample `perm[i]`
-    lam:Tensor # Each sample's own weight as its inputs were mixed (CutMix: corrected to the area pasted)
+class MixRecord(NamedTuple):
+    "How one training batch is mixed: the draws, and what the mixing method added to them"
+    perm:Tensor # The shuffle: sample `i` is mixed with sample `perm[i]`
+    lam:Tensor # Each sample's own weight as its inputs got it (CutMix: the area left; half precision: rounded)
     alpha:float # The Beta(alpha, alpha) concentration the lambdas were drawn with (a schedule's value at this batch)
     mixes_loss:bool=True # Whether the loss is mixed; `False`: the float targets themselves were (`stack_y=False`)
     boxes:Tensor|None=None # CutMix's boxes, `(bs, 4)`: `y0, y1, x0, x1` per sample
-    module:object=None # Manifold MixUp's module whose output is mixed (`None`: the inputs)
+    mask:Tensor|None=None # CutMix's boxes as bool masks `(bs, H, W)`: dense targets are pasted with them
+    points:tuple=() # The modules whose outputs (or `InputOf` inputs) are mixed inside the model; `()`: the inputs
+    yb:tuple|None=None # The batch's own targets, where training uses mixed ones (`stack_y=False`)
 
 # %% ../nbs/04_callback.ipynb #093fea21
 def mixing_cb(learn:Learner):
@@ -35,132 +40,196 @@ def mixing_cb(learn:Learner):
 
 def _warn_standing_aside(cb, others):
     if not others: return
-    msg = (f"{cb!r} mixes the training batches of this fit; {', '.join(map(repr, others))} "
-           f"{'stands' if len(others)==1 else 'stand'} aside for it, since two mixing callbacks would mix every batch twice. "
-           "Standing aside lasts this fit only: a plain fit() mixes with the learner's own callback again. "
-           "To replace the learner's mixing callback for good, use learn.mixup(...), learn.cutmix(...) or learn.add_mixing(cb).")
-    # A fresh registry: Python's default filter shows a repeated message once per process; this one is said every fit
-    warnings.warn_explicit(msg, UserWarning, 'mixup_cb', 0, registry={})
+    warn_user(f"{cb!r} mixes the training batches of this fit; {', '.join(map(repr, others))} "
+              f"{'stands' if len(others)==1 else 'stand'} aside for it, since two mixing callbacks would mix every batch twice. "
+              "Standing aside lasts this fit only: a plain fit() mixes with the learner's own callback again. "
+              "To replace the learner's mixing callback for good, use learn.mixup(...), learn.cutmix(...) or learn.add_mixing(cb).")
 
 # %% ../nbs/04_callback.ipynb #c784ad15
 class MixCallback(Callback):
     "Base of the mixing callbacks: per training batch, a shuffle, lambdas, mixed inputs and a mixed loss"
-    # Late in every event: mix the inputs other callbacks have prepared, and swap the loss just before it is called
+    # Late in every event: mix the inputs other callbacks have prepared, and wrap the loss they have set
     order,run_valid = 100,False
     def __init__(self,
                  alpha:float|callable, # Beta(alpha, alpha) concentration, or a schedule `f(pct_train)->alpha` (e.g. `SchedCos(1., 0.)`)
                  stack_y:bool=True, # Mix the losses (True) or, for float targets, the targets themselves (False)
                  p:float=1., # Probability that a training batch is mixed
-                 until:float=1., # Stop mixing once this fraction of training is done (e.g. 0.8: the last 20% is clean)
+                 until:float=1., # Stop mixing once this fraction of a fit is done (e.g. 0.8: its last 20% is clean)
                 ):
         self.alpha,self.stack_y = check_sched(alpha),check_bool(stack_y, 'stack_y')
         self.p,self.until = check_prob(p, 'p'),check_prob(until, 'until')
-        self.mixed,self.lf,self.old_lf,self.mixing = None,None,None,True
+        self.record,self.active,self._lf,self._hooks,self._hold = None,True,None,None,False
 
     def __setattr__(self, k, v):
         # The per-batch record skips fastai's check for a shadowed learner attribute: that check looks the name up
         # through the learner and its model, and cost more than the rest of the callback's bookkeeping together
-        if k=='mixed': self.__dict__[k] = v
-        else: super().__setattr__(k, v)
+        if k=='record': self.__dict__[k] = v; return
+        if k=='learn': self._check_owner(v)
+        super().__setattr__(k, v)
 
     @property
-    def perm(self)->Tensor|None: return None if self.mixed is None else self.mixed.perm
+    def perm(self)->Tensor|None: return None if self.record is None else self.record.perm
     @property
-    def lam(self)->Tensor|None: return None if self.mixed is None else self.mixed.lam
+    def lam(self)->Tensor|None: return None if self.record is None else self.record.lam
     def __repr__(self): return f"{type(self).__name__}(alpha={self.alpha!r})"
 
-    @property
-    def name(self)->str:
-        "The learner's attribute for this callback: `mix_up`, or `mix_up_2`, ... where another mixing callback holds it"
-        # fastai's `remove_cb` deletes the attribute `name`: a second mixing callback (one passed to `fit(cbs=...)`) takes
-        # its own, so that removing it after the fit leaves the learner's own callback where it was. Kept from `add_cb`
-        # to `remove_cb`, which asks with `learn` already unset
-        learn = self.__dict__.get('learn')
-        if learn is not None:
-            base = n = class2attr(self, 'Callback')
-            for k in range(2, 100):
-                o = learn.__dict__.get(n)
-                if o is None or o is self: break
-                n = f'{base}_{k}'
-            self.__dict__['_name'] = n
-        return self.__dict__.get('_name') or class2attr(self, 'Callback')
+# %% ../nbs/04_callback.ipynb #aa8c74a7
+@patch
+def _check_owner(self:MixCallback, learn):
+    "Refuse a second learner while this callback is still attached to a first one"
+    old = self.__dict__.get('learn')
+    if learn is None or old is None or old is learn or not any(c is self for c in getattr(old, 'cbs', [])): return
+    raise ValueError(f"{self!r} is already a callback of another Learner, and fastai gives a callback one learner: the first would "
+                     f"train without mixing. Make one callback per learner ({type(self).__name__}(...) for each, or learn.mixup(...)), "
+                     "or pass it to fit(cbs=...) of each learner in turn.")
 
-    def alpha_at(self, alpha)->float:
-        "`alpha`, or the schedule `alpha` at the current point of training (0 where it reaches 0 or below)"
-        if not callable(alpha): return alpha
-        a = float(alpha(getattr(self.learn, 'pct_train', 0.)))
-        return a if a>0 else 0.
+@patch(as_prop=True)
+def name(self:MixCallback)->str:
+    "The learner's attribute for this callback: `mix_up`, or `mix_up_2`, ... where another mixing callback holds it"
+    # fastai's `remove_cb` deletes the attribute `name`: a second mixing callback (one passed to `fit(cbs=...)`) takes
+    # its own, so that removing it after the fit leaves the learner's own callback where it was. Kept from `add_cb`
+    # to `remove_cb`, which asks with `learn` already unset
+    learn = self.__dict__.get('learn')
+    if learn is not None:
+        base = n = class2attr(self, 'Callback')
+        for k in range(2, 100):
+            o = learn.__dict__.get(n)
+            if o is None or o is self: break
+            n = f'{base}_{k}'
+        self.__dict__['_name'] = n
+    return self.__dict__.get('_name') or class2attr(self, 'Callback')
 
-    def batch_alpha(self, alpha=None)->float:
-        "The alpha (default `self.alpha`) this batch is mixed with; 0 leaves it unmixed: past `until`, by the coin of `p`, or at a schedule's 0"
-        if getattr(self.learn, 'pct_train', 0.)>=self.until: return 0.
-        if self.p<1 and random.random()>=self.p: return 0.
-        return self.alpha_at(ifnone(alpha, self.alpha))
+# %% ../nbs/04_callback.ipynb #58f7e95f
+@patch(as_prop=True)
+def pct(self:MixCallback)->float:
+    "How far the current fit is, for `until` and the schedules: fastai's `pct_train`, held at 0 in `lr_find`"
+    return 0. if self._hold else getattr(self.learn, 'pct_train', 0.)
 
-    def plan(self)->tuple:
-        "`(alpha, mixer)` for this training batch: the alpha (0: leave it unmixed) and the method that mixes its inputs"
-        return self.batch_alpha(),self.mix_xb
+@patch
+def alpha_at(self:MixCallback, alpha)->float:
+    "`alpha`, or the schedule `alpha` at the current point of the fit (0 where it reaches 0 or below)"
+    if not callable(alpha): return alpha
+    a = float(alpha(self.pct))
+    return a if a>0 else 0.
 
-    def mix_xb(self, xb:tuple, m:Mixed)->tuple:
-        "`(mixed inputs, record)`: `xb` mixed with the draws of `m`, and `m` as the inputs were mixed"
-        raise NotImplementedError
+@patch
+def batch_alpha(self:MixCallback, alpha=None)->float:
+    "The alpha (default `self.alpha`) this batch is mixed with; 0 leaves it unmixed: past `until`, by the coin of `p`, or at a schedule's 0"
+    if self.pct>=self.until: return 0.
+    if self.p<1 and random.random()>=self.p: return 0.
+    return self.alpha_at(ifnone(alpha, self.alpha))
 
-    def before_train(self):
-        if not self.mixing: return
-        self._restore()
-        self.old_lf = self.learn.loss_func
-        self.lf = MixUpLoss(self.old_lf) if self.stack_y else None  # a loss that can't be mixed fails here, not mid-epoch
+@patch
+def alpha_and_mixer(self:MixCallback)->tuple:
+    "`(alpha, mix_xb)` for this training batch: the alpha (0: leave it unmixed) and the method that mixes its inputs"
+    return self.batch_alpha(),self.mix_xb
 
-    def before_batch(self):
-        if not self.mixing: return
-        learn = self.learn  # once: every `self.xb` would go through the callback's attribute forwarding
-        xb,yb = learn.xb,learn.yb
+@patch
+def mix_xb(self:MixCallback, xb:tuple, m:MixRecord)->tuple:
+    "`(mixed inputs, record)`: `xb` mixed with the draws of `m`, and `m` as the inputs were mixed (a method supplies it)"
+    raise NotImplementedError
+
+# %% ../nbs/04_callback.ipynb #8182d30b
+@patch
+def before_fit(self:MixCallback):
+    self._end_batch(); self._lf = None
+    # One mix per batch: of several mixing callbacks, the last attached mixes this fit; the others stand aside
+    self.active = mixing_cb(self.learn) is self
+    self._hold = any(isinstance(c, LRFinder) for c in self.learn.cbs)
+    if self.active: _warn_standing_aside(self, self.learn.cbs.filter(lambda o: isinstance(o, MixCallback) and o is not self))
+
+@patch
+def before_train(self:MixCallback):
+    if self.active and self.stack_y: check_per_sample(self.learn.loss_func)  # a loss that can't be mixed fails here, not mid-epoch
+
+def _learners_pass(learn, args)->bool:
+    "Whether a forward pass with `args` is the learner's own on its training batch"
+    return learn.training and bool(args) and bool(learn.xb) and args[0] is learn.xb[0]
+
+@patch
+def before_batch(self:MixCallback):
+    self._end_batch()
+    if not self.active: return
+    learn = self.learn  # once: every `self.xb` would go through the callback's attribute forwarding
+    xb,yb = learn.xb,learn.yb
+    with named(type(self).__name__):
         # Before any draw or mix, and for a batch of one too: a bad batch costs nothing and changes nothing
-        who = type(self).__name__
-        bs = check_batch(yb, 'target', check_batch(xb, 'input', who=who), who)
+        bs = check_batch(yb, 'target', check_batch(xb, 'input'))
         if bs is None or bs<2: return
-        alpha,mixer = self.plan()
+        alpha,mixer = self.alpha_and_mixer()
         if not alpha: return
         dev = xb[0].device
-        m = Mixed(sample_perm(bs, dev), sample_lam(bs, alpha, dev), alpha, len(yb)>0 and (self.stack_y or not all(map(is_mixable, yb))))
-        learn.xb,m = mixer(xb, m)
-        self.mixed = m
-        if m.mixes_loss:
-            if self.lf is None: self.lf = MixUpLoss(self.old_lf)  # (stack_y=False with a target that cannot be lerped)
-            self._run_last(True)
-        else: learn.yb = tuple(mix(y, m.perm, m.lam) for y in yb)
+        xb,m = mixer(xb, MixRecord(sample_perm(bs, dev), sample_lam(bs, alpha, dev), alpha))
+        yb,m = self._mix_targets(yb, m)
+        if m.points: self._hooks = HookMix(learn.model, m.points, m.perm, m.lam, partial(_learners_pass, learn))
+    learn.xb,learn.yb,self.record = xb,yb,m
 
-    def _run_last(self, on:bool):
-        # While a mixed batch waits for its loss, run after every other callback (so after their after_pred, which
-        # then cannot raise while the mixed loss is in place); the class's `order` otherwise
-        if on: self.__dict__['order'] = math.inf
-        else: self.__dict__.pop('order', None)
+@patch
+def _mix_targets(self:MixCallback, yb:tuple, m:MixRecord)->tuple:
+    "`(targets for training, record)`: float targets mixed like the inputs where `stack_y=False`, else the loss is mixed"
+    if not yb: return yb,m._replace(mixes_loss=False)
+    if self.stack_y or not all(map(is_mixable, yb)): return yb,m
+    # A dense target under CutMix (a mask of the image's size) is pasted like the image; any other is lerped
+    dense = lambda y: m.mask is not None and y.ndim>=3 and y.shape[-2:]==m.mask.shape[-2:]
+    return tuple(paste(y, m.perm, m.mask) if dense(y) else mix(y, m.perm, m.lam) for y in yb),m._replace(mixes_loss=False, yb=yb)
 
-    def after_pred(self):
-        m = self.mixed
-        if m is not None and m.mixes_loss: self.learn.loss_func = self.lf.arm(m.perm, m.lam, after_call=self._restore)
+@patch
+def after_pred(self:MixCallback):
+    m = self.record
+    if m is None: return
+    if m.points:
+        h,self._hooks = self._hooks,None
+        h.remove()
+        # Never a mixed loss on a forward pass that was not mixed: that would be label noise
+        self.record = m = self.not_mixed(h.missed, m) if h.missed else m._replace(lam=h.lam)
+        if m is None: return
+    if m.mixes_loss: self.learn.loss_func = self._armed(m)
 
-    def after_batch(self):
-        "The one place a batch ends: the learner's own loss back, the record cleared, the usual order"
-        self._restore()
-        self.mixed = None
-        self._run_last(False)
+@patch
+def not_mixed(self:MixCallback, missed:list, m:MixRecord):
+    "What to do when a point inside the model did not run with the whole batch: an error here (Manifold MixUp drops the point)"
+    raise ValueError(f"{type(self).__name__}: {', '.join(map(_point_name, missed))} did not run with the whole batch in the model's "
+                     "forward pass, so nothing was mixed there, and a mixed loss on a clean forward pass would be label noise. "
+                     "Pass modules= with layers the forward pass calls on the whole batch (the members of an nn.ModuleList, "
+                     "not the list itself).")
 
-    def _restore(self):
-        "Give the learner its own loss back if the mixed one is still in place"
-        if self.lf is None: return
-        self.lf.disarm()
-        if self.learn is not None and self.learn.loss_func is self.lf: self.learn.loss_func = self.old_lf
-    # fastai's events have no `finally`: every event that can end training gives the loss back
-    after_cancel_batch = after_train = after_cancel_train = after_cancel_fit = after_fit = before_validate = _restore
+def _point_name(p)->str: return f"the input of {type(p.module).__name__}" if isinstance(p, InputOf) else f"the module {type(p).__name__}"
 
-    def before_fit(self):
-        self.after_batch()  # clears anything a fit that raised may have left
-        # One mix per batch: of several mixing callbacks, the last attached mixes this fit; the others stand aside
-        self.mixing = mixing_cb(self.learn) is self
-        if self.mixing: _warn_standing_aside(self, self.learn.cbs.filter(lambda o: isinstance(o, MixCallback) and o is not self))
+@patch
+def _armed(self:MixCallback, m:MixRecord)->MixUpLoss:
+    "The learner's loss as it is now, wrapped and armed for this batch; the loss call gives it back"
+    own = self.learn.loss_func
+    if own is self._lf: own = own.crit  # (armed by a batch whose loss was never called, and not yet given back)
+    if self._lf is None or self._lf.crit is not own: self._lf = MixUpLoss(own)
+    return self._lf.arm(m.perm, m.lam, m.mask, after_call=self._give_back)
 
-    def __getstate__(self): return {**{k:v for k,v in super().__getstate__().items() if k!='order'}, 'mixed':None}
+@patch
+def _give_back(self:MixCallback):
+    "Give the learner the loss this batch's `MixUpLoss` wrapped, if that wrapper is still in place: the one way back"
+    lf,learn = self._lf,self.__dict__.get('learn')
+    if lf is None: return
+    lf.disarm()
+    if learn is not None and learn.loss_func is lf: learn.loss_func = lf.crit
+
+@patch
+def after_loss(self:MixCallback):
+    m = self.record
+    if m is not None and m.yb is not None: self.learn.yb = m.yb  # training metrics score each sample against its own target
+
+@patch
+def _end_batch(self:MixCallback):
+    "End a batch's state, whatever ended the batch: the hooks of a mix inside the model, an armed loss, the record"
+    if self._hooks is not None: self._hooks.remove(); self._hooks = None
+    self._give_back()
+    self.record = None
+
+@patch
+def after_batch(self:MixCallback): self._end_batch()
+@patch
+def after_fit(self:MixCallback): self._end_batch()
+
+@patch
+def __getstate__(self:MixCallback): return {**super(MixCallback, self).__getstate__(), 'record':None, '_lf':None, '_hooks':None}
 
 # %% ../nbs/04_callback.ipynb #2b9cbdca
 @delegates(MixCallback.__init__)
@@ -169,21 +238,45 @@ class MixUpCallback(MixCallback):
     def __init__(self,
                  alpha:float|callable=0.4, # Beta(alpha, alpha) concentration: small mixes little, 1 is uniform, large mixes evenly
                  stack_x:bool=False, # Hand the model `(*xb, *xb[perm], lam)` instead of mixed inputs
+                 mix_embeds:bool=False, # Tabular and collab: mix the categorical embeddings (the codes follow the dominant sample otherwise)
+                 modules:list|None=None, # Where to mix inside the model: layers whose outputs (or `InputOf(layer)` inputs) are mixed
                  **kwargs):
         super().__init__(alpha, **kwargs)
-        self.stack_x = check_bool(stack_x, 'stack_x')
+        self.stack_x,self.mix_embeds = check_bool(stack_x, 'stack_x'),check_bool(mix_embeds, 'mix_embeds')
+        self.modules,self._points = None if modules is None else check_points(modules),None
 
-    def mix_xb(self, xb:tuple, m:Mixed)->tuple:
-        if self.stack_x: return (*xb, *(x[m.perm] for x in xb), m.lam),m
-        if not any(map(is_mixable, xb)):
-            raise TypeError(f"MixUpCallback: no input can be interpolated ({', '.join(f'input {i} is {x.dtype}' for i,x in enumerate(xb))}), "
-                            "so only the loss would be mixed while the inputs stay clean: that is label noise, not MixUp. For token ids "
-                            "or categorical codes, mix their embeddings (learn.manifold_mixup()) or pass stack_x=True and mix inside the model.")
-        # One `Recycler` per input: on the CPU the last batch's memory is reused once nothing refers to it any more
-        rcs = self.__dict__.setdefault('_recyclers', [])
-        while len(rcs)<len(xb): rcs.append(Recycler())
-        return tuple(mix(x, m.perm, m.lam, out=r.empty_like(x) if is_mixable(x) and not x.requires_grad else None)
-                     for x,r in zip(xb, rcs)),m
+    def before_fit(self): super().before_fit(); self._points = None
+
+# %% ../nbs/04_callback.ipynb #307cf329
+@patch
+def points(self:MixUpCallback, xb:tuple)->tuple:
+    "Where this fit mixes inside the model: `modules`, the embeddings (`mix_embeds`), or where `find_mix_points` says for inputs that are all integers; `()`: only at the inputs"
+    if self._points is None:
+        model = self.learn.model
+        if self.modules is not None: pts = check_points(self.modules, model)
+        elif self.mix_embeds:
+            pts = embedding_points(model)
+            if not pts: raise ValueError(f"mix_embeds=True mixes the embeddings of a fastai TabularModel or collab model; this model is a "
+                                         f"{type(model).__name__}. Name its embedding layers with modules=[...].")
+        elif not any(map(is_mixable, xb)): pts = find_mix_points(model)
+        else: pts = []
+        self._points = tuple(pts)
+    return self._points
+
+@patch
+def _recyclers(self:MixUpCallback, n:int)->list:
+    "One `Recycler` per input: on the CPU the last batch's memory is reused once nothing refers to it any more"
+    rcs = self.__dict__.setdefault('_rcs', [])
+    while len(rcs)<n: rcs.append(Recycler())
+    return rcs
+
+@patch
+def mix_xb(self:MixUpCallback, xb:tuple, m:MixRecord)->tuple:
+    if self.stack_x: return (*xb, *(x[m.perm] for x in xb), m.lam),m
+    pts = self.points(xb)
+    if pts and not any(map(is_mixable, xb)): return xb,m._replace(points=pts)  # token ids or codes only: mixed inside
+    xb,lam = mix_inputs(xb, m.perm, m.lam, self._recyclers(len(xb)))
+    return xb,m._replace(lam=lam, points=pts)
 
 # %% ../nbs/04_callback.ipynb #739e42a6
 @patch

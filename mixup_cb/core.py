@@ -4,13 +4,13 @@
 
 # %% ../nbs/00_core.ipynb #15b1850f
 from __future__ import annotations
-import math, numbers, torch
+import math, numbers, os, sys, warnings, torch
 from contextlib import contextmanager
 from torch import Tensor
 
 # %% auto #0
 __all__ = ['check_alpha', 'check_bool', 'check_batch', 'check_inputs', 'check_prob', 'check_sched', 'image_size', 'named',
-           'sample_lam', 'sample_perm']
+           'warn_user', 'sample_lam', 'sample_perm']
 
 # %% ../nbs/00_core.ipynb #72dfb5b5
 def check_alpha(alpha, who:str='alpha')->float:
@@ -89,6 +89,20 @@ def named(who:str):
         if e.args and isinstance(e.args[0], str) and not e.args[0].startswith(f'{who}:'): e.args = (f'{who}: {e.args[0]}', *e.args[1:])
         raise
 
+
+def _in_library(fn:str)->bool:
+    "Whether the file `fn` belongs to mixup_cb or to the libraries it runs inside (fastai, fastcore, torch, the standard library)"
+    roots = [os.path.dirname(m.__file__) for m in map(sys.modules.get, ('mixup_cb','fastai','fastcore','torch')) if getattr(m, '__file__', None)]
+    return fn.startswith(tuple(roots)+(os.path.dirname(os.__file__),))
+
+def warn_user(msg:str, category=UserWarning):
+    "Warn at the user's own line that led here (not at a line of mixup_cb or fastai), each time it is said"
+    f = sys._getframe(1)
+    while f is not None and _in_library(f.f_code.co_filename): f = f.f_back
+    if f is None: return warnings.warn(msg, category, stacklevel=2)
+    # A fresh registry: Python's default filter would show a message repeated from one line only once per process
+    warnings.warn_explicit(msg, category, f.f_code.co_filename, f.f_lineno, f.f_globals.get('__name__'), registry={},
+                           module_globals=f.f_globals)
 
 # %% ../nbs/00_core.ipynb #a88e8a7c
 def _probe_gamma():

@@ -9,17 +9,17 @@ from fastcore.basics import *
 from fastcore.meta import delegates
 from fastai.learner import Learner
 from .core import *
-from .mix import mix, cutmix_inputs
-from .callback import Mixed, MixCallback
+from .mix import mix_inputs, cutmix_inputs
+from .callback import MixRecord, MixCallback
 
 # %% auto #0
 __all__ = ['CutMixCallback', 'MixUpOrCutMix']
 
 # %% ../nbs/05_cutmix.ipynb #8afc3bb0
-def _cut(xb:tuple, m:Mixed, who:str)->tuple:
-    "`xb` with a box of each partner pasted in, and `m` with the lambdas corrected to the areas pasted and the boxes"
-    xb,lam,boxes = cutmix_inputs(xb, m.perm, m.lam, who=who)
-    return xb,m._replace(lam=lam, boxes=boxes)
+def _cut(xb:tuple, m:MixRecord)->tuple:
+    "`xb` with a box of each partner pasted in, and `m` with the lambdas corrected to the areas pasted, the boxes and their masks"
+    xb,lam,boxes,mask = cutmix_inputs(xb, m.perm, m.lam)
+    return xb,m._replace(lam=lam, boxes=boxes, mask=mask)
 
 @delegates(MixCallback.__init__)
 class CutMixCallback(MixCallback):
@@ -29,7 +29,7 @@ class CutMixCallback(MixCallback):
                  **kwargs):
         super().__init__(alpha, **kwargs)
 
-    def mix_xb(self, xb:tuple, m:Mixed)->tuple: return _cut(xb, m, type(self).__name__)
+    def mix_xb(self, xb:tuple, m:MixRecord)->tuple: return _cut(xb, m)
 
 # %% ../nbs/05_cutmix.ipynb #aa2fb4d1
 @delegates(MixCallback.__init__)
@@ -44,13 +44,14 @@ class MixUpOrCutMix(MixCallback):
         self.alpha_mixup,self.alpha_cutmix = self.alpha,check_sched(alpha_cutmix, 'alpha_cutmix')
         self.switch_prob = check_prob(switch_prob, 'switch_prob', ' (the chance of CutMix per batch)')
 
-    def plan(self)->tuple:
+    def alpha_and_mixer(self)->tuple:
         # The method is drawn first, so that `p`, `until` and the schedules apply to both
-        if random.random() < self.switch_prob: return self.batch_alpha(self.alpha_cutmix),self._cutmix
+        if random.random() < self.switch_prob: return self.batch_alpha(self.alpha_cutmix),_cut
         return self.batch_alpha(self.alpha_mixup),self._mixup
 
-    def _cutmix(self, xb:tuple, m:Mixed)->tuple: return _cut(xb, m, type(self).__name__)
-    def _mixup(self, xb:tuple, m:Mixed)->tuple: return tuple(mix(x, m.perm, m.lam) for x in xb),m
+    def _mixup(self, xb:tuple, m:MixRecord)->tuple:
+        xb,lam = mix_inputs(xb, m.perm, m.lam)
+        return xb,m._replace(lam=lam)
 
 # %% ../nbs/05_cutmix.ipynb #d7a97911
 @patch

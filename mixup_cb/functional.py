@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from fastcore.basics import *
 from .core import *
-from .mix import mix, cutmix_inputs
+from .mix import mix_inputs, cutmix_inputs
 from .loss import mixed_loss
 
 # %% auto #0
@@ -17,9 +17,9 @@ __all__ = ['mixup_batch', 'cutmix_batch', 'mixed_loss']
 # %% ../nbs/03_functional.ipynb #19179f4a
 _all_ = ['mixed_loss']  # the loss for plain loops is `loss.mixed_loss` itself: importable from here with the batch functions
 
-def _draw(x, alpha, generator, who:str)->tuple:
+def _draw(x, alpha, generator)->tuple:
     "`(inputs as a tuple, perm, lam)`: the batch checked, and the shuffle and lambdas drawn on its device"
-    xb = check_inputs(x, who)
+    xb = check_inputs(x)
     bs,dev = xb[0].shape[0],xb[0].device
     return xb,sample_perm(bs, dev, generator),sample_lam(bs, check_alpha(alpha), dev, generator)
 
@@ -29,16 +29,20 @@ def _like(x, xb:tuple): return xb[0] if isinstance(x, Tensor) else xb
 def mixup_batch(x:Tensor|tuple, # A batch-first tensor, or a tuple of them (all mixed with the same draws)
                 alpha:float=0.4, # Beta(alpha, alpha) concentration: small mixes little, 1 is uniform
                 generator:torch.Generator|None=None, # Optional RNG on `x`'s device; torch's global one otherwise
-               )->tuple: # `(mixed x, perm, lam)`: `x` mixed as it came (tensor or tuple), the shuffle, the lambdas
+               )->tuple: # `(mixed x, perm, lam)`: `x` mixed as it came (tensor or tuple), the shuffle, the lambdas it got
     "MixUp (arXiv:1710.09412) of a batch: each sample lerped towards `x[perm]` by its own folded `lam`"
-    xb,perm,lam = _draw(x, alpha, generator, 'mixup_batch')
-    return _like(x, tuple(mix(o, perm, lam) for o in xb)),perm,lam
+    with named('mixup_batch'):
+        xb,perm,lam = _draw(x, alpha, generator)
+        xb,lam = mix_inputs(xb, perm, lam)
+    return _like(x, xb),perm,lam
 
 def cutmix_batch(x:Tensor|tuple, # Batch-first images `(bs, [C,] H, W)`, or a tuple of them of one `(H, W)`
                  alpha:float=1., # Beta(alpha, alpha) concentration of the box areas
                  generator:torch.Generator|None=None, # Optional RNG on `x`'s device; torch's global one otherwise
-                )->tuple: # `(mixed x, perm, lam)`, `lam` corrected to the areas pasted
+                 masks:bool=False, # Also return the boxes' bool masks `(bs, H, W)`, for dense targets (`mixed_loss(..., mask=)`)
+                )->tuple: # `(mixed x, perm, lam)`, `lam` corrected to the areas pasted; `masks=True` adds the masks
     "CutMix (arXiv:1905.04899) of a batch: a box per sample pasted from `x[perm]`"
-    xb,perm,lam = _draw(x, alpha, generator, 'cutmix_batch')
-    xb,lam,_ = cutmix_inputs(xb, perm, lam, generator, who='cutmix_batch')
-    return _like(x, xb),perm,lam
+    with named('cutmix_batch'):
+        xb,perm,lam = _draw(x, alpha, generator)
+        xb,lam,_,mask = cutmix_inputs(xb, perm, lam, generator)
+    return (_like(x, xb),perm,lam,mask) if masks else (_like(x, xb),perm,lam)

@@ -82,7 +82,7 @@ def target_weights(crit, # The wrapped loss
         w = keep.float() if weight is None else weight.to(y.device).float()[y.masked_fill(~keep, 0)]*keep
     return w.reshape(len(y), -1).sum(1)
 
-# %% ../nbs/02_loss.ipynb #fe4cdc5c
+# %% ../nbs/02_loss.ipynb #f8ae8223
 _PLAIN_MEANS = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss, nn.KLDivLoss,
                 nn.SoftMarginLoss, nn.MultiLabelSoftMarginLoss, nn.PoissonNLLLoss, nn.GaussianNLLLoss)
 _PLAIN_FUNCS = (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss, F.binary_cross_entropy,
@@ -138,7 +138,7 @@ def _pair(crit, pred, yb:tuple, yb_shuf:tuple)->tuple:
         l = f(pred, *yb)
         return (l if yb_shuf is yb else f(pred, *yb_shuf)),l
 
-# %% ../nbs/02_loss.ipynb #e93d616b
+# %% ../nbs/02_loss.ipynb #d8a1b10e
 def _smoothed(crit, pred, yb:tuple, yb_shuf:tuple, lam:Tensor, reduction:str)->Tensor:
     "fastai's `LabelSmoothingCrossEntropy(Flat)`: its smoothing term needs no target; its NLL term is mixed, with its class weights"
     ls,(y,),(ys,) = _inner(crit),yb,yb_shuf
@@ -153,7 +153,7 @@ def _smoothed(crit, pred, yb:tuple, yb_shuf:tuple, lam:Tensor, reduction:str)->T
     w = [target_weights(nll, o) for o in (yb_shuf[0], yb[0])] if reduction=='mean' else [None,None]
     return s*ls.eps/pred.shape[1] + (1-ls.eps)*_reduce(l_shuf, l, lam, reduction, *w)
 
-# %% ../nbs/02_loss.ipynb #d54572ed
+# %% ../nbs/02_loss.ipynb #87b8fef7
 _seen = weakref.WeakSet()
 
 def _check_mean(crit, pred, yb:tuple, l:Tensor):

@@ -4,36 +4,31 @@
 
 # %% ../nbs/06_manifold.ipynb #a6b86507
 from __future__ import annotations
-import torch, torch.nn as nn
-from torch import Tensor
+import sys, torch, torch.nn as nn
 from fastcore.basics import *
 from fastcore.meta import delegates
 from fastai.learner import Learner
 from .core import *
-from .mix import mix
-from .callback import Mixed, MixCallback
+from .mix import is_mixable, mix_inputs
+from .hooks import InputOf, check_points, point_module
+from .callback import MixRecord, MixCallback
 
 # %% auto #0
-__all__ = ['default_modules', 'mix_output', 'ManifoldMixUpCallback']
+__all__ = ['default_modules', 'ManifoldMixUpCallback']
 
 # %% ../nbs/06_manifold.ipynb #8ec117bd
-def default_modules(model:nn.Module)->list:
-    "The model's top-level children that have parameters, except the last one (the head)"
-    cs = [m for m in model.children() if any(True for _ in m.parameters())]
-    return cs[:-1]
+def _layers(m:nn.Module):
+    "The children of `m` that have parameters; a `ModuleList` or `ModuleDict`, whose own forward never runs, counts as its members"
+    for c in m.children():
+        if isinstance(c, (nn.ModuleList, nn.ModuleDict)): yield from _layers(c)
+        elif any(True for _ in c.parameters()): yield c
 
-def mix_output(o, # A module's output: a batch-first tensor, or a tuple/list of them
-               perm:Tensor, # The shuffle
-               lam:Tensor, # The lambdas
-               who:str='ManifoldMixUpCallback', # For error messages
-              ):
-    "`o` mixed by `mix` with `perm` and `lam`; an error if it cannot be mixed batch-first"
-    if isinstance(o, (tuple,list)): return type(o)(mix_output(t, perm, lam, who) for t in o)
-    if not isinstance(o, Tensor): return o
-    if o.ndim==0 or o.shape[0]!=len(perm):
-        raise ValueError(f"{who}: the chosen module gave an output of shape {tuple(o.shape)} for a batch of {len(perm)} samples; "
-                         "its output must be batch-first to be mixed. Pass `modules=` with modules whose outputs are.")
-    return mix(o, perm, lam)
+def default_modules(model:nn.Module)->list:
+    "The model's top-level layers that have parameters, except the last (the head); for a fastai `TabularModel`, its hidden layers"
+    tab = getattr(sys.modules.get('fastai.tabular.model'), 'TabularModel', None)
+    # A tabular model's embeddings and batch norm each see part of a row: the whole row first meets at its layers' input
+    if tab is not None and isinstance(model, tab): return [InputOf(model.layers), *list(model.layers)[:-1]]
+    return list(_layers(model))[:-1]
 
 # %% ../nbs/06_manifold.ipynb #228bc3a0
 @delegates(MixCallback.__init__)
@@ -41,71 +36,42 @@ class ManifoldMixUpCallback(MixCallback):
     "Manifold MixUp (arXiv:1806.05236): per training batch, the output of one randomly chosen module (or the input) is mixed"
     def __init__(self,
                  alpha:float|callable=2., # Beta(alpha, alpha) concentration (the paper uses 2), or a schedule
-                 modules:list|None=None, # Modules to choose from; default: `default_modules(learn.model)`
+                 modules:list|None=None, # Modules to choose from (their outputs, or `InputOf(module)` inputs); default: `default_modules(learn.model)`
                  use_input:bool=True, # Whether the inputs are one of the choices (the paper's k=0)
                  **kwargs):
         super().__init__(alpha, **kwargs)
-        if modules is not None:
-            modules = list(modules)
-            for m in modules:
-                if not isinstance(m, nn.Module): raise TypeError(f"ManifoldMixUpCallback: modules must be nn.Module, got {type(m).__name__}")
-        self.modules,self.use_input = modules,check_bool(use_input, 'use_input')
-        self.choices,self._handles,self._live = [],[],False
+        self.modules,self.use_input = None if modules is None else check_points(modules),check_bool(use_input, 'use_input')
+        self.choices = []
 
     def _choices(self)->list:
         model = self.learn.model
-        ms = default_modules(model) if self.modules is None else self.modules
-        ids = {id(o) for o in model.modules()}
-        for m in ms:
-            if m is model: raise ValueError("ManifoldMixUpCallback: the model itself cannot be a module to mix (that would mix its predictions); choose its layers or blocks.")
-            if id(m) not in ids: raise ValueError(f"ManifoldMixUpCallback: the module {type(m).__name__} is not part of the learner's model.")
-        cs = ([None] if self.use_input else []) + list(ms)
+        cs = ([None] if self.use_input else []) + check_points(default_modules(model) if self.modules is None else self.modules, model)
         if not cs: raise ValueError("ManifoldMixUpCallback: nothing to mix: no modules were given or found, and use_input=False.")
         return cs
 
     def before_fit(self):
         super().before_fit()
-        self.choices = self._choices()
+        if self.active: self.choices = self._choices()
 
-    def mix_xb(self, xb:tuple, m:Mixed)->tuple:
-        module = self.choices[torch.randint(len(self.choices), ()).item()]
-        if module is None: return tuple(mix(x, m.perm, m.lam) for x in xb),m
-        return xb,m._replace(module=module)  # its output is mixed by the hook registered at the end of `before_batch`
+    def _drop(self, choice, why:str):
+        "Leave `choice` out of the choices for the rest of the fit, say why once, and fail if nothing is left"
+        self.choices = [c for c in self.choices if c is not choice]
+        warn_user(f"ManifoldMixUpCallback: {why}; it is left out of the choices for this fit.")
+        if not self.choices: raise ValueError(f"ManifoldMixUpCallback: nothing is left to mix ({why}). Pass modules= with layers "
+                                              "the forward pass calls on the whole batch.")
 
-    def before_batch(self):
-        super().before_batch()
-        if self.mixed is not None and self.mixed.module is not None: self._hook(self.mixed.module)
+    def mix_xb(self, xb:tuple, m:MixRecord)->tuple:
+        if None in self.choices and not any(map(is_mixable, xb)):
+            self._drop(None, f"no input can be interpolated ({', '.join(str(x.dtype) for x in xb)}), so the input cannot be mixed")
+        p = self.choices[torch.randint(len(self.choices), ()).item()]
+        if p is None: xb,lam = mix_inputs(xb, m.perm, m.lam); return xb,m._replace(lam=lam)
+        return xb,m._replace(points=(p,))  # mixed by the hook the base registers for this batch's forward pass
 
-    def _hook(self, module):
-        model = self.learn.model
-        self._live = False
-        self._handles = [model.register_forward_pre_hook(self._check_call),
-                         module.register_forward_hook(self._mix_hook),
-                         model.register_forward_hook(self._unhook_hook, always_call=True)]
-
-    def _check_call(self, model, args):
-        # Only the learner's own forward pass on this batch is mixed; any other call just removes the hooks
-        xb = getattr(self.learn, 'xb', None) if self.learn is not None else None
-        self._live = bool(args) and bool(xb) and args[0] is xb[0] and self.mixed is not None
-        if not self._live: self._unhook()
-
-    def _mix_hook(self, module, args, out):
-        if not self._live: return None
-        self._live = False  # once per forward pass, even if the module is called again
-        return mix_output(out, self.mixed.perm, self.mixed.lam, type(self).__name__)
-
-    def _unhook_hook(self, model, args, out): self._unhook()
-
-    def _unhook(self):
-        "Remove every hook this callback registered"
-        for h in self._handles: h.remove()
-        self._handles,self._live = [],False
-
-    def after_pred(self): self._unhook(); super().after_pred()
-    def _restore(self): self._unhook(); super()._restore()
-    after_cancel_batch = after_train = after_cancel_train = after_cancel_fit = after_fit = before_validate = _restore
-
-    def __getstate__(self): return {**super().__getstate__(), '_handles':[], '_live':False}
+    def not_mixed(self, missed:list, m:MixRecord):
+        # A module that did not run with the whole batch: this batch trains clean, and the module is not drawn again
+        for p in missed: self._drop(p, f"{p!r} did not run with the whole batch in the model's forward pass, so it cannot be mixed "
+                                       "(this batch trained on its clean loss)")
+        return None
 
 # %% ../nbs/06_manifold.ipynb #fa9eeda6
 @patch

@@ -16,8 +16,8 @@ __all__ = ['is_mixable', 'lam_like', 'mix', 'lam_got', 'mix_inputs', 'Recycler',
 
 # %% ../nbs/01_mix.ipynb #c5a53ca2
 def is_mixable(x)->bool:
-    "Whether `x` is a floating-point (or complex) tensor that can be interpolated"
-    return isinstance(x, Tensor) and (x.is_floating_point() or x.is_complex())
+    "Whether `x` is a floating-point (or complex) tensor with values to interpolate (an empty one has none)"
+    return isinstance(x, Tensor) and (x.is_floating_point() or x.is_complex()) and x.numel()>0
 
 def lam_like(lam:Tensor, x:Tensor)->Tensor:
     "`lam` shaped `(bs,1,...,1)` to broadcast over `x`, in `x`'s dtype and on its device"
@@ -54,7 +54,7 @@ def mix(x:Tensor, # Batch-first tensor to mix; float (or complex) only, anything
     torch.index_select(xp, 0, perm, out=out).lerp_(xp, w)  # `out` keeps its strides: channels-last stays so
     return _retype(out, x)
 
-# %% ../nbs/01_mix.ipynb #055c1d54
+# %% ../nbs/01_mix.ipynb #f473fd2d
 def lam_got(lam:Tensor, # The drawn lambdas, float32
             xs, # The tensors they will mix
            )->Tensor:
@@ -151,9 +151,9 @@ def cutmix_inputs(xb:tuple, # Batch-first images, each `(bs, ..., H, W)` with th
                   perm:Tensor, # The shuffle, from `sample_perm`
                   lam:Tensor, # The drawn lambdas, from `sample_lam`: they set the boxes' sizes
                   generator:torch.Generator|None=None, # Optional RNG for the boxes' positions
-                 )->tuple: # `(mixed inputs, corrected lambdas, boxes)`
+                 )->tuple: # `(mixed inputs, corrected lambdas, boxes, bool box masks (bs, H, W))`
     "Paste into every sample of each input a box of its partner's; the lambdas corrected to the areas pasted"
     H,W = image_size(xb)
     boxes = sample_boxes(lam, H, W, generator)
     mask = box_mask(boxes, H, W)
-    return tuple(paste(x, perm, mask) for x in xb), box_lam(boxes, H, W), boxes
+    return tuple(paste(x, perm, mask) for x in xb), box_lam(boxes, H, W), boxes, mask

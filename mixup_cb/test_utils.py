@@ -63,8 +63,8 @@ class MixRecorder(Callback):
     def after_pred(self):
         if not self.training: return
         # The callback that mixes, found by its flag rather than its class: a notebook's own definitions count too
-        cb = last(self.learn.cbs.filter(lambda c: getattr(c, 'mixing', False) and hasattr(c, 'mix_xb')))
-        self.pcts.append(self.pct_train); self.sizes.append(find_bs(self.yb)); self.records.append(getattr(cb, 'mixed', None))
+        cb = last(self.learn.cbs.filter(lambda c: getattr(c, 'active', False) and hasattr(c, 'mix_xb')))
+        self.pcts.append(self.pct_train); self.sizes.append(find_bs(self.yb)); self.records.append(getattr(cb, 'record', None))
     @property
     def was_mixed(self)->list: return [r is not None for r in self.records]
     @property

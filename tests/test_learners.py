@@ -70,7 +70,7 @@ def test_classification_losses_stack_y_false(name):
     x,y = b = dls.one_batch()
     cb = fire(learn, b)
     fct.test_close(learn.xb[0], lerped(x, cb.perm, cb.lam).float(), eps=1e-6)
-    fct.test_eq(learn.yb[0], y); fct.test_eq(cb.mixed.mixes_loss, True)   # class indices are never lerped, whatever stack_y says
+    fct.test_eq(learn.yb[0], y); fct.test_eq(cb.record.mixes_loss, True)   # class indices are never lerped, whatever stack_y says
     loss = loss_of(learn)
     fct.test_close(loss, weighted(cb.lam, hand(learn.pred, y), hand(learn.pred, y[cb.perm])), eps=1e-5)
     fct.test_is(learn.loss_func, lf)
@@ -95,7 +95,7 @@ def test_regression_both_modes_l1():
     fct.test_eq(cb1.perm, cb2.perm); fct.test_eq(cb1.lam, cb2.lam)
     t = b[1]
     fct.test_eq(l1.yb[0], t)
-    fct.test_close(l2.yb[0], lerped(t, cb2.perm, cb2.lam).float(), eps=1e-6); fct.test_eq(cb2.mixed.mixes_loss, False)
+    fct.test_close(l2.yb[0], lerped(t, cb2.perm, cb2.lam).float(), eps=1e-6); fct.test_eq(cb2.record.mixes_loss, False)
     fct.test_close(mixed_losses, weighted(cb1.lam, hand(l1.pred, t), hand(l1.pred, t[cb1.perm])), eps=1e-5)
     fct.test_close(mixed_targets, hand(l2.pred, l2.yb[0]).mean(), eps=1e-5)
     quiet_fit(l2, 3, 5e-2)
@@ -203,7 +203,7 @@ def test_multilabel_vision(img_path):
     fct.test_eq(type(y), TensorMultiCategory); assert y.is_floating_point()
     learn = vision_learner(dls, resnet18, pretrained=False, train_bn=False).mixup(stack_y=False)
     cb = fire(learn, b, keep_types=True)
-    fct.test_eq(type(learn.yb[0]), TensorMultiCategory); fct.test_eq(cb.mixed.mixes_loss, False)
+    fct.test_eq(type(learn.yb[0]), TensorMultiCategory); fct.test_eq(cb.record.mixes_loss, False)
     fct.test_close(learn.yb[0].double(), lerped(y, cb.perm, cb.lam), eps=1e-6)
     learn = vision_learner(dls, resnet18, pretrained=False, train_bn=False).mixup(stack_y=True)
     cb = fire(learn, b)

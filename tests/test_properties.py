@@ -141,7 +141,7 @@ def test_callback_batch_leaves_callers_tensors(b, alpha, stack_y):
     y = F.one_hot(torch.randint(0, 3, (bs,), generator=g), 3).to(x.dtype)
     x0,y0 = x.clone(),y.clone()
     learn = Learner(None, _Model(), loss_func=MSELossFlat()).mixup(alpha=alpha, stack_y=stack_y)
-    cb = learn.mix_up
+    cb,own = learn.mix_up,learn.loss_func
     learn.xb,learn.yb,learn.pct_train = (x,),(y,),0.
     cb.before_train(); cb.before_batch()
     assert torch.equal(x, x0) and torch.equal(y, y0)
@@ -152,4 +152,4 @@ def test_callback_batch_leaves_callers_tensors(b, alpha, stack_y):
     if stack_y: assert learn.yb[0] is y
     else: assert ((learn.yb[0].double().sum(1)-1).abs()<=torch.finfo(x.dtype).eps).all()
     cb.after_batch()
-    assert learn.loss_func is cb.old_lf
+    assert learn.loss_func is own
