@@ -73,7 +73,7 @@ class MixCallback(Callback):
     def lam(self)->Tensor|None: return None if self.record is None else self.record.lam
     def __repr__(self): return f"{type(self).__name__}(alpha={self.alpha!r})"
 
-# %% ../nbs/04_callback.ipynb #aa8c74a7
+# %% ../nbs/04_callback.ipynb #e8bce274
 @patch
 def _check_owner(self:MixCallback, learn):
     "Refuse a second learner while this callback is still attached to a first one"
@@ -99,7 +99,7 @@ def name(self:MixCallback)->str:
         self.__dict__['_name'] = n
     return self.__dict__.get('_name') or class2attr(self, 'Callback')
 
-# %% ../nbs/04_callback.ipynb #58f7e95f
+# %% ../nbs/04_callback.ipynb #e0630f3a
 @patch(as_prop=True)
 def pct(self:MixCallback)->float:
     "How far the current fit is, for `until` and the schedules: fastai's `pct_train`, held at 0 in `lr_find`"
@@ -129,7 +129,7 @@ def mix_xb(self:MixCallback, xb:tuple, m:MixRecord)->tuple:
     "`(mixed inputs, record)`: `xb` mixed with the draws of `m`, and `m` as the inputs were mixed (a method supplies it)"
     raise NotImplementedError
 
-# %% ../nbs/04_callback.ipynb #8182d30b
+# %% ../nbs/04_callback.ipynb #2dfa0189
 @patch
 def before_fit(self:MixCallback):
     self._end_batch(); self._lf = None
@@ -247,7 +247,7 @@ class MixUpCallback(MixCallback):
 
     def before_fit(self): super().before_fit(); self._points = None
 
-# %% ../nbs/04_callback.ipynb #307cf329
+# %% ../nbs/04_callback.ipynb #0fb3d268
 @patch
 def points(self:MixUpCallback, xb:tuple)->tuple:
     "Where this fit mixes inside the model: `modules`, the embeddings (`mix_embeds`), or where `find_mix_points` says for inputs that are all integers; `()`: only at the inputs"
