@@ -73,6 +73,10 @@ class MixCallback(Callback):
     def lam(self)->Tensor|None: return None if self.record is None else self.record.lam
     def __repr__(self): return f"{type(self).__name__}(alpha={self.alpha!r})"
 
+    def mix_xb(self, xb:tuple, m:MixRecord)->tuple:
+        "`(mixed inputs, record)`: `xb` mixed with the draws of `m`, and `m` as the inputs were mixed (each method supplies it)"
+        raise NotImplementedError
+
 # %% ../nbs/04_callback.ipynb #e8bce274
 @patch
 def _check_owner(self:MixCallback, learn):
@@ -123,11 +127,6 @@ def batch_alpha(self:MixCallback, alpha=None)->float:
 def alpha_and_mixer(self:MixCallback)->tuple:
     "`(alpha, mix_xb)` for this training batch: the alpha (0: leave it unmixed) and the method that mixes its inputs"
     return self.batch_alpha(),self.mix_xb
-
-@patch
-def mix_xb(self:MixCallback, xb:tuple, m:MixRecord)->tuple:
-    "`(mixed inputs, record)`: `xb` mixed with the draws of `m`, and `m` as the inputs were mixed (a method supplies it)"
-    raise NotImplementedError
 
 # %% ../nbs/04_callback.ipynb #2dfa0189
 @patch
@@ -271,7 +270,7 @@ def _recyclers(self:MixUpCallback, n:int)->list:
     return rcs
 
 @patch
-def mix_xb(self:MixUpCallback, xb:tuple, m:MixRecord)->tuple:
+def mix_xb(self:MixUpCallback, xb:tuple, m:MixRecord)->tuple:  # noqa: F811 (the base class's, overridden)
     if self.stack_x: return (*xb, *(x[m.perm] for x in xb), m.lam),m
     pts = self.points(xb)
     if pts and not any(map(is_mixable, xb)): return xb,m._replace(points=pts)  # token ids or codes only: mixed inside

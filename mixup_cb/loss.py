@@ -11,7 +11,7 @@ from torch import Tensor
 from fastcore.basics import *
 from fastcore.xtras import modify_exception
 from .core import *
-from .mix import paste
+from .mix import paste, safe_to_unwrap, unwrap
 
 
 # %% auto #0
@@ -79,7 +79,7 @@ def target_weights(crit, # The wrapped loss
         weight,ign = ce
         y = y.long()
         keep = y!=ign
-        w = keep.float() if weight is None else weight.to(y.device).float()[y.masked_fill(~keep, 0)]*keep
+        w = keep.float() if weight is None else weight.to(y.device)[y.masked_fill(~keep, 0)]*keep
     return w.reshape(len(y), -1).sum(1)
 
 # %% ../nbs/02_loss.ipynb #f8ae8223
@@ -122,9 +122,9 @@ def _reduce(l_shuf:Tensor, # Unreduced losses against the shuffled targets (clas
 # %% ../nbs/02_loss.ipynb #b323795f
 def _one_log_softmax(crit, pred, yb:tuple)->bool:
     "Whether `crit(pred, *yb)` is a cross-entropy on `(bs, classes)` logits and class indices: one log-softmax serves both targets"
-    if len(yb)!=1 or not isinstance(pred, Tensor) or pred.ndim!=2 or not pred.is_floating_point(): return False
+    if len(yb)!=1 or not isinstance(pred, Tensor) or pred.ndim!=2 or not pred.is_floating_point() or not safe_to_unwrap(pred): return False
     y,c = yb[0],_inner(crit)
-    if not isinstance(y, Tensor) or y.ndim!=1 or y.is_floating_point() or y.is_complex() or y.dtype==torch.bool: return False
+    if not isinstance(y, Tensor) or y.ndim!=1 or y.is_floating_point() or y.is_complex() or y.dtype==torch.bool or not safe_to_unwrap(y): return False
     if c is not crit and (not crit.flatten or crit.axis not in (1,-1) or pred.dtype==torch.float64): return False  # fastai computes f64 in f32
     return c is F.cross_entropy or (type(c) is nn.CrossEntropyLoss and not c.label_smoothing)
 
@@ -132,8 +132,9 @@ def _pair(crit, pred, yb:tuple, yb_shuf:tuple)->tuple:
     "`(unreduced losses against yb_shuf, against yb)`, each as the loss gives them with reduction='none'"
     if _one_log_softmax(crit, pred, yb):
         # One log-softmax for both targets: a cross-entropy is the NLL of the log-softmax (measured in benchmarks/bench.py)
-        (w,ign),lp = _ce_weights(crit),pred.log_softmax(1)
-        return tuple(F.nll_loss(lp, ys[0].long(), weight=w, ignore_index=ign, reduction='none') for ys in (yb_shuf, yb))
+        # (fastai's typed tensors as plain ones: they only carry metadata, and PyTorch's NLL refuses them)
+        (w,ign),lp = _ce_weights(crit),unwrap(pred).log_softmax(1)
+        return tuple(F.nll_loss(lp, unwrap(ys[0]).long(), weight=w, ignore_index=ign, reduction='none') for ys in (yb_shuf, yb))
     with unreduced(crit) as f:
         l = f(pred, *yb)
         return (l if yb_shuf is yb else f(pred, *yb_shuf)),l

@@ -10,7 +10,7 @@ from fastcore.meta import delegates
 from fastai.learner import Learner
 from .core import *
 from .mix import is_mixable, mix_inputs
-from .hooks import InputOf, check_points, point_module
+from .hooks import InputOf, check_points
 from .callback import MixRecord, MixCallback
 
 # %% auto #0

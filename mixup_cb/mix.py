@@ -11,8 +11,8 @@ from fastcore.basics import *
 from .core import *
 
 # %% auto #0
-__all__ = ['is_mixable', 'lam_like', 'mix', 'lam_got', 'mix_inputs', 'Recycler', 'sample_boxes', 'box_mask', 'box_lam', 'paste',
-           'cutmix_inputs']
+__all__ = ['is_mixable', 'lam_like', 'safe_to_unwrap', 'unwrap', 'mix', 'lam_got', 'mix_inputs', 'Recycler', 'sample_boxes',
+           'box_mask', 'box_lam', 'paste', 'cutmix_inputs']
 
 # %% ../nbs/01_mix.ipynb #c5a53ca2
 def is_mixable(x)->bool:
@@ -23,13 +23,13 @@ def lam_like(lam:Tensor, x:Tensor)->Tensor:
     "`lam` shaped `(bs,1,...,1)` to broadcast over `x`, in `x`'s dtype and on its device"
     return lam.to(device=x.device, dtype=x.dtype).view(-1, *[1]*(x.ndim-1))
 
-def _safe_to_unwrap(x)->bool:
+def safe_to_unwrap(x)->bool:
     "Whether `x` is a plain tensor or a fastai `TensorBase`, whose subclass only carries metadata, so `unwrap` loses nothing"
     if type(x) is Tensor: return True
     tb = getattr(sys.modules.get('fastai.torch_core'), 'TensorBase', None)
     return tb is not None and isinstance(x, tb)
 
-def _unwrap(x:Tensor)->Tensor:
+def unwrap(x:Tensor)->Tensor:
     "`x` as a plain `Tensor` (the same memory), so torch calls skip a subclass's `__torch_function__`"
     return x if type(x) is Tensor else x.as_subclass(Tensor)
 
@@ -49,8 +49,8 @@ def mix(x:Tensor, # Batch-first tensor to mix; float (or complex) only, anything
     if not is_mixable(x): return x
     w = lam_like(lam, x)
     # `out=` does not record gradients and skipping a subclass's own __torch_function__ is only safe for metadata subclasses
-    if out is None or (x.requires_grad and torch.is_grad_enabled()) or not _safe_to_unwrap(x): return x[perm].lerp_(x, w)
-    xp = _unwrap(x)
+    if out is None or (x.requires_grad and torch.is_grad_enabled()) or not safe_to_unwrap(x): return x[perm].lerp_(x, w)
+    xp = unwrap(x)
     torch.index_select(xp, 0, perm, out=out).lerp_(xp, w)  # `out` keeps its strides: channels-last stays so
     return _retype(out, x)
 
@@ -100,7 +100,7 @@ class Recycler:
             and _use_count(st._cdata)==1):
             self.reused += 1
             return torch.empty(0, dtype=x.dtype, device=x.device).set_(st, 0, x.shape, x.stride())
-        o = torch.empty_like(_unwrap(x))
+        o = torch.empty_like(unwrap(x))
         self.st = o.untyped_storage() if dense and x.device.type=='cpu' and _use_count is not None else None
         return o
 

@@ -8,7 +8,7 @@ import math
 from fastcore.basics import *
 from fastai.torch_core import find_bs
 from fastai.callback.core import Callback
-from fastai.callback.progress import ProgressCallback  # adds `Learner.no_bar`
+from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner, CastToTensor
 from fastai.metrics import accuracy
 from .examples import digits_dls, small_cnn
@@ -42,7 +42,7 @@ def loss_of(learn:Learner):
 
 def quiet_fit(learn:Learner, n:int=1, lr:float=1e-3, **kw)->Learner:
     "`learn.fit(n, lr, **kw)` without a progress bar or printed metrics"
-    with learn.no_bar(), learn.no_logging(): learn.fit(n, lr, **kw)
+    with learn.removed_cbs(learn.cbs.filter(risinstance(ProgressCallback))), learn.no_logging(): learn.fit(n, lr, **kw)
     return learn
 
 # %% ../nbs/09_test_utils.ipynb #e4783bf0

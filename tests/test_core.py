@@ -3,6 +3,7 @@ that nbs/04_callback.ipynb leaves out, and CutMix's pasted inputs being new tens
 import pytest, torch
 import fastai.callback.progress  # Learner.no_bar
 from mixup_cb.all import *
+from mixup_cb.mix import cutmix_inputs
 from mixup_cb.test_utils import digits_learner, RaiseAt
 
 # nbs/04_callback.ipynb (`check_restored`) raises RuntimeError from after_pred and after_loss, KeyboardInterrupt from
@@ -22,6 +23,6 @@ def test_loss_restored_after_exception(event, exc, tmp_path):
 def test_paste_is_new_tensor_from_partner():
     "CutMix's pasted inputs are new tensors (never the caller's batch), each box from the partner"
     x = torch.randn(16, 3, 8, 8); x0 = x.clone(); perm, lam = sample_perm(16), sample_lam(16, 1.)
-    (xm,), lc, boxes = cutmix_inputs((x,), perm, lam)
+    (xm,), lc, boxes, _ = cutmix_inputs((x,), perm, lam)
     m = box_mask(boxes, 8, 8)[:,None]
     assert torch.equal(xm, x*~m + x[perm]*m) and torch.equal(x, x0) and xm.data_ptr()!=x.data_ptr()

@@ -3,6 +3,7 @@ import pytest, torch, torch.nn as nn, torch.nn.functional as F
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fastai.basics import Learner, CrossEntropyLossFlat, BCEWithLogitsLossFlat, MSELossFlat
 from mixup_cb.all import *
+from mixup_cb.loss import loss_reduction
 
 # ~1-3 s per property on 2 CPUs; the whole file well under 30 s
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

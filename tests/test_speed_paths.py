@@ -1,4 +1,4 @@
-"The fast paths of issue 5 against their definitions: no device waits, recycled memory, the fused cross-entropy."
+"The fast paths against their definitions: no device waits, recycled memory, the cross-entropy from one log-softmax."
 import pytest, torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.test import test_close as close
 from fastai.basics import Learner, CrossEntropyLossFlat, Callback, set_seed
@@ -7,7 +7,8 @@ import fastai.callback.progress  # Learner.no_bar
 import fastai.callback.core
 from fastai.callback.schedule import SchedCos
 from mixup_cb.all import *
-from mixup_cb.loss import _ce_params, _generic_mixed_loss
+from mixup_cb.mix import Recycler
+import mixup_cb.loss as mloss
 from mixup_cb.examples import digits_dls, small_cnn
 
 def _definition(x, perm, lam):
@@ -91,10 +92,10 @@ def _fit(n_batches, recycle=True, cbs=(), monkeypatch=None):
 
 def test_recycled_training_matches_unbuffered(monkeypatch):
     a = _fit(8)
-    rc = a.mix_up.__dict__['_recyclers'][0]
+    rc = a.mix_up.__dict__['_rcs'][0]
     assert rc.reused>=5, rc  # the memory really was reused ...
     with monkeypatch.context() as m: b = _fit(8, recycle=False, monkeypatch=m)
-    assert b.mix_up.__dict__['_recyclers'][0].reused==0
+    assert b.mix_up.__dict__['_rcs'][0].reused==0
     for pa,pb in zip(a.model.parameters(), b.model.parameters()):  # ... and training is bitwise the same
         assert torch.equal(pa, pb)
         assert torch.equal(pa.grad, pb.grad) if pa.grad is not None else pb.grad is None
@@ -156,38 +157,44 @@ def test_mixuploss_never_waits(no_sync, crit):
     mix(x, perm, lam, out=Recycler().empty_like(x))
     lf.arm(perm, lam)(pred, y).backward()
 
-# ---- the fused cross-entropy against the definition ---------------------------------------------------------------
+# ---- the cross-entropy from one log-softmax against the definition ------------------------------------------------
+def _by_definition(pred, y, perm, lam, w=None, reduction='mean', ignore=-100):
+    "The mixed cross-entropy written out: per-sample lerps, a weighted mean divides by the lerped targets' weights"
+    lm = lam.double().view(-1, *[1]*(y.ndim-1))
+    ce = lambda t: F.cross_entropy(pred, t, weight=w, ignore_index=ignore, reduction='none')
+    num = (lm*ce(y) + (1-lm)*ce(y[perm])).sum()
+    if reduction=='sum': return num
+    wt = lambda t: (torch.ones_like(t, dtype=pred.dtype) if w is None else w[t.clamp(0)])*(t!=ignore)
+    return num/(lm*wt(y) + (1-lm)*wt(y[perm])).sum()
+
 @pytest.mark.parametrize('crit', [F.cross_entropy, nn.CrossEntropyLoss(), CrossEntropyLossFlat(),
+                                  nn.CrossEntropyLoss(weight=torch.rand(10, dtype=torch.float64)),
                                   nn.CrossEntropyLoss(weight=torch.rand(10, dtype=torch.float64), reduction='sum')])
-def test_fused_ce_equals_definition(crit):
+def test_one_log_softmax_equals_definition(crit, monkeypatch):
     torch.manual_seed(1)
     pred, y = torch.randn(256, 10, dtype=torch.float64), torch.randint(0, 10, (256,))
+    y[:7] = -100
     perm, lam = sample_perm(256), sample_lam(256, 0.4)
-    # fastai's flattened losses compute float64 in float32: that case keeps the generic path, as fastai's Recorder needs
-    assert (_ce_params(crit, pred, (y,)) is None) == isinstance(crit, CrossEntropyLossFlat)
+    # fastai's flattened losses compute float64 in float32: that case calls the loss itself, as fastai's Recorder needs
+    assert mloss._one_log_softmax(crit, pred, (y,)) == (not isinstance(crit, CrossEntropyLossFlat))
     w = getattr(crit, 'weight', None)
-    ce = lambda t: F.cross_entropy(pred, t, weight=w, reduction='none')
-    by_def = lam.double()*ce(y) + (1-lam.double())*ce(y[perm])
-    by_def = by_def.sum() if getattr(crit, 'reduction', 'mean')=='sum' else by_def.mean()
-    close(mixed_loss(crit, pred, (y,), perm, lam), by_def, eps=1e-6 if isinstance(crit, CrossEntropyLossFlat) else 1e-10)
-    # fastai's flattened losses compute float64 predictions in float32: the generic path agrees to float32 precision
-    close(mixed_loss(crit, pred, (y,), perm, lam), _generic_mixed_loss(crit, pred, (y,), perm, lam), eps=1e-6)
+    by_def = _by_definition(pred, y, perm, lam, w, getattr(crit, 'reduction', 'mean'))
+    eps = 1e-6 if isinstance(crit, CrossEntropyLossFlat) else 1e-10
+    close(mixed_loss(crit, pred, (y,), perm, lam), by_def, eps=eps)
+    monkeypatch.setattr(mloss, '_one_log_softmax', lambda *a: False)  # the loss called twice: the same value
+    close(mixed_loss(crit, pred, (y,), perm, lam), by_def, eps=eps)
 
 @pytest.mark.parametrize('shape', [(64, 7), (4, 3, 5, 6)])
-def test_fused_ce_gradient_equals_definition(shape):
-    "The hand-written backward against autograd through the definition, with class weights and ignored targets"
+def test_mixed_ce_gradient_equals_definition(shape):
+    "Autograd through `mixed_loss` against autograd through the definition, with class weights and ignored targets"
     torch.manual_seed(2)
     pred = torch.randn(*shape, dtype=torch.float64)
     y = torch.randint(0, shape[1], (shape[0], *shape[2:])); y.view(-1)[:3] = -100
     w = torch.rand(shape[1], dtype=torch.float64)
     perm, lam = sample_perm(shape[0]), sample_lam(shape[0], 1.)
     crit = nn.CrossEntropyLoss(weight=w)
-    assert _ce_params(crit, pred, (y,)) is not None
     p1, p2 = pred.clone().requires_grad_(), pred.clone().requires_grad_()
-    l1 = mixed_loss(crit, p1, (y,), perm, lam)
-    lm = lam.double().view(-1, *[1]*(y.ndim-1))
-    ce = lambda t: F.cross_entropy(p2, t, weight=w, reduction='none')
-    l2 = (lm*ce(y) + (1-lm)*ce(y[perm])).mean()
+    l1, l2 = mixed_loss(crit, p1, (y,), perm, lam), _by_definition(p2, y, perm, lam, w)
     close(l1, l2, eps=1e-12)
     g = torch.randn(())
     (l1*g).backward(); (l2*g).backward()
