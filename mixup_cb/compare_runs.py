@@ -224,7 +224,7 @@ def run_problems(r:dict, # A run of `run_one`
         k = r['probs'].shape[1]
         if r['valid_loss'] and r['valid_loss'][-1]>10*math.log(k): return [
             f"the validation loss ended at {r['valid_loss'][-1]:.4g}, over 10x that of a uniform guess ({math.log(k):.3g}): training diverged"]
-        acc,n = r['final_acc'],len(r['targs'])
+        acc,n = r['valid_acc'][-1],len(r['targs'])
         if acc<=chance: res.append(f"validation accuracy {acc:.3f} is at or below chance ({chance:.3f})")
         elif acc<chance+2*math.sqrt(chance*(1-chance)/n): res.append(
             f"validation accuracy {acc:.3f} is within 2 standard errors of chance ({chance:.3f}, {n} validation examples)")
