@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_compare_data.ipynb #7557b1a9
 from __future__ import annotations
-import csv, importlib, math, warnings, torch, pandas as pd
+import csv, importlib, math, re, warnings, torch, pandas as pd
 from collections import Counter
 from pathlib import Path
 from fastcore.basics import first, ifnone
@@ -13,8 +13,10 @@ from .core import check_alpha
 from .examples import digits_dls, add_label_noise
 
 # %% auto #0
-__all__ = ['MIN_STEPS', 'EXTRAS', 'CompareError', 'check_alphas', 'check_int', 'auto_bs', 'auto_epochs', 'MissingExtra',
-           'need_extras', 'image_dls', 'read_table', 'csv_dls', 'load_data']
+__all__ = ['METHODS', 'MIN_STEPS', 'MIN_TRAIN', 'MIN_VALID', 'EXTRAS', 'VALID_NAMES', 'TEST_NAMES', 'CLASSES_MAX', 'KINDS',
+           'CompareError', 'check_alphas', 'check_methods', 'check_int', 'auto_bs', 'auto_epochs', 'check_size',
+           'MissingExtra', 'need_extras', 'is_output', 'image_dls', 'read_table', 'target_column', 'is_measurement',
+           'id_like', 'csv_dls', 'load_data']
 
 # %% ../nbs/10_compare_data.ipynb #9e66d305
 class CompareError(ValueError):
@@ -30,6 +32,15 @@ def check_alphas(alphas)->list:
                                "(e.g. --alphas 0 0.2 0.4 1.0)") from e
     if not res: raise CompareError("give at least one alpha, e.g. --alphas 0 0.4")
     return list(dict.fromkeys(res))  # each alpha once, in the order given
+
+METHODS = ('mixup', 'cutmix', 'manifold', 'mixup-or-cutmix')  # the mixing methods `compare` can put beside each other
+
+def check_methods(methods)->list:
+    "`methods` as a list of names from `METHODS`, each once, in the order given"
+    ms = [methods] if isinstance(methods, str) else list(methods)
+    bad = [m for m in ms if m not in METHODS]
+    if bad or not ms: raise CompareError(f"--methods: {', '.join(map(repr, bad)) or 'none given'}; choose from {' '.join(METHODS)}")
+    return list(dict.fromkeys(ms))
 
 def check_int(v, # The value given
               who:str, # Its option, named in the message: '--epochs'
@@ -49,6 +60,14 @@ def auto_epochs(steps:int, # Optimizer steps in one epoch
                )->int:
     "Epochs for a run: 10, or more (at most 40) until the run makes `MIN_STEPS` steps"
     return int(min(40, max(10, math.ceil(MIN_STEPS/max(steps, 1)))))
+
+MIN_TRAIN,MIN_VALID = 16,4  # fewer examples than this: no batch, split or verdict would mean anything
+
+def check_size(n_train:int, n_valid:int, what:str, path)->None:
+    "A `CompareError` in one sentence, giving the minimum, when `n_train` or `n_valid` are too few to compare"
+    if n_train>=MIN_TRAIN and n_valid>=MIN_VALID: return
+    raise CompareError(f"{path}: too small to compare: {n_train} {what} to train and {n_valid} to validate, where compare needs at "
+                       f"least {MIN_TRAIN} and {MIN_VALID} ({MIN_TRAIN+MIN_VALID} {what} in all when it holds out 20% itself)")
 
 # %% ../nbs/10_compare_data.ipynb #9184194b
 class MissingExtra(ImportError):
@@ -93,32 +112,63 @@ def _unreadable(f:Path)->str|None:
     except Exception as e: return type(e).__name__
     return None
 
-def _image_items(path:Path, valid_pct:float, seed:int, say=noop)->tuple:
+VALID_NAMES,TEST_NAMES = ('valid','val','validation'),('test',)  # the usual names of a folder's splits
+
+def is_output(d:Path)->bool:
+    "Whether the folder `d` holds the files of a `compare` (its `results.json` and `results.csv`): never data"
+    return (d/'results.json').is_file() and (d/'results.csv').is_file()
+
+def _drop_outputs(path:Path, files:list, skip, say)->list:
+    "`files` without those in `skip` (the output folder) or in any folder `compare` wrote to"
+    outs = {d for d in {f.parent for f in files} if is_output(d)} | ({Path(skip).expanduser().resolve()} if skip else set())
+    root = path.resolve()
+    keep = [f for f in files if not any((root/f.relative_to(path)).is_relative_to(o) for o in outs)]
+    if len(keep)<len(files):
+        dirs = sorted({str(f.parent.relative_to(path)) + '/' for f in files if f not in set(keep)})
+        say(f"left out {len(files)-len(keep)} images in {', '.join(dirs)}: output of mixup-cb compare, not data")
+    return keep
+
+def _count(files:list, path:Path)->str: return ', '.join(f"{d}/ ({n})" for d,n in Counter(f.relative_to(path).parts[0] for f in files).items())
+
+def _pick_splits(path:Path, files:list, say)->tuple:
+    "`(train, valid)` files: `train/` alone (else all but the other splits) to train, `valid/`, `val/` or `validation/` to validate; `test/` left out"
+    top = lambda f: f.relative_to(path).parts[0] if len(f.relative_to(path).parts)>1 else ''
+    vname = first(n for n in VALID_NAMES if (path/n).is_dir())
+    if (path/'train').is_dir(): is_train = lambda f: top(f)=='train'
+    else: is_train = lambda f: top(f) not in (vname, *TEST_NAMES)
+    train,valid = [f for f in files if is_train(f)],[f for f in files if vname and top(f)==vname]
+    left = [f for f in files if not is_train(f) and f not in set(valid)]
+    if (path/'train').is_dir() or valid or left:
+        say(f"images: training on {_count(train, path) or 'nothing'}; " +
+            (f"validating on {_count(valid, path)}" if valid else "no valid/, val/ or validation/ folder: 20% of the training images held out") +
+            (f"; left out: {_count(left, path)}" if left else ''))
+    return train,valid
+
+def _image_items(path:Path, valid_pct:float, seed:int, say=noop, skip=None)->tuple:
     "`(files, labels, train_idx, valid_idx)` of an image folder; files that do not decode are skipped and named"
     from fastai.data.transforms import get_image_files
-    files = list(get_image_files(path))
+    files = _drop_outputs(path, list(get_image_files(path)), skip, say)
     if not files: raise CompareError(f"{path}: no image files found in this folder or its subfolders (looked for .jpg, .png, ...). "
                                      "Put each class's images in a subfolder named after the class.")
+    tr,va = _pick_splits(path, files, say)
+    files = tr+va
     bad = {f:e for f in files if (e:=_unreadable(f)) is not None}
     if bad:
         names = ', '.join(f"{f.relative_to(path)} ({e})" for f,e in list(bad.items())[:5]) + (', ...' if len(bad)>5 else '')
         if len(bad)==len(files): raise CompareError(f"{path}: none of its {len(files)} image files can be read: {names}")
         say(f"skipped {len(bad)} of {len(files)} image files that cannot be read: {names}")
-        files = [f for f in files if f not in bad]
-    vdir = first(path/n for n in ('valid','val') if (path/n).is_dir())
-    if (path/'train').is_dir():
-        train = [i for i,f in enumerate(files) if f.is_relative_to(path/'train')]
-        valid = [i for i,f in enumerate(files) if vdir is not None and f.is_relative_to(vdir)]
-        if not valid:  # a train/ folder alone: hold out part of it
-            tr,va = _split(len(train), valid_pct, seed)
-            train,valid = [train[i] for i in tr],[train[i] for i in va]
-    else: train,valid = _split(len(files), valid_pct, seed)
+        tr,va = [f for f in tr if f not in bad],[f for f in va if f not in bad]
+        files = tr+va
+    train,valid = list(range(len(tr))),list(range(len(tr), len(files)))
+    if not valid:  # no validation folder: hold out part of the training images
+        a,b = _split(len(train), valid_pct, seed)
+        train,valid = [train[i] for i in a],[train[i] for i in b]
     labels = [f.parent.name for f in files]
     classes = sorted({labels[i] for i in train})
     if len(classes)<2: raise CompareError(
-        f"{path}: the training images are all of one class ({classes[0]!r}); comparing classifiers needs at least two. "
+        f"{path}: the training images are all of one class ({classes[0] if classes else 'none'!r}); comparing classifiers needs at least two. "
         "Put each class's images in its own subfolder (e.g. cats/ and dogs/), or use train/ and valid/ each with class subfolders.")
-    if not train or not valid: raise CompareError(f"{path}: found {len(train)} training and {len(valid)} validation images; both are needed")
+    check_size(len(train), len(valid), 'images', path)
     return files,labels,train,valid
 
 def image_dls(path:Path, # A folder of images: class subfolders, or train/ and valid/ with class subfolders
@@ -127,11 +177,12 @@ def image_dls(path:Path, # A folder of images: class subfolders, or train/ and v
               noise:float=0., # Fraction of training labels replaced by a wrong class
               valid_pct:float=0.2, # Held out when there is no valid/ folder
               seed:int=42, # Seed of the split and the noise
-              say=noop, # Called with a note for the user (skipped files)
+              say=noop, # Called with a note for the user (the folders used, skipped files)
+              skip=None, # A folder never read as data: the output folder
              ):
     "fastai `DataLoaders` of an image folder, labelled by parent folder"
     from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, ItemGetter, IndexSplitter, Resize
-    files,labels,train,valid = _image_items(path, valid_pct, seed, say)
+    files,labels,train,valid = _image_items(path, valid_pct, seed, say, skip)
     vocab = sorted(set(labels))
     labels = _noisy(labels, train, vocab, noise, seed)
     db = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab)), get_x=ItemGetter(0), get_y=ItemGetter(1),
@@ -149,7 +200,10 @@ def _sniff(lines:list, cands:str)->str:
         return w>1,k,w
     return max(cands, key=score)
 
-def read_table(path:Path)->pd.DataFrame:
+def read_table(path:Path, # A delimited text file
+               header:bool=True, # Whether its first line names the columns; `False`: they are named c0, c1, ...
+               say=noop, # Called with a note for the user (a first line skipped)
+              )->pd.DataFrame:
     "A delimited text file as a `DataFrame`: tab for .tsv, otherwise the delimiter sniffed; a header that does not fit the rows is refused"
     try:
         with open(path, newline='', errors='replace') as f: sample = f.read(1<<16)
@@ -158,17 +212,20 @@ def read_table(path:Path)->pd.DataFrame:
     if not lines: raise CompareError(f"{path}: the file is empty")
     ext = path.suffix.lower()
     sep = '\t' if ext=='.tsv' else _sniff(lines, ',\t;|' + (' ' if ext=='.txt' else ''))
-    if len(lines)>1:
-        width = Counter(_fields(l, sep) for l in lines[1:]).most_common(1)[0][0]
-        names = _fields(lines[0], sep)
+    width = Counter(_fields(l, sep) for l in lines[1:] or lines).most_common(1)[0][0]
+    names,skip = _fields(lines[0], sep),False
+    if len(lines)>1 and names!=width:
         trailing = width==names+1 and sep!=' ' and all(l.rstrip().endswith(sep) for l in lines[1:])  # '1,2,3,': an empty last field
-        if names!=width and not trailing: raise CompareError(
+        if not header: skip = True; say(f"skipped the first line of {path.name}: {names} fields where its rows have {width} ({lines[0][:60]!r})")
+        elif not trailing: raise CompareError(
             f"{path}: its first line has {names} names but its rows have {width} fields (delimiter {sep!r}), so the header does not "
-            "fit the rows and columns would be lost or misnamed. Give the file a first line naming each of its columns.")
+            "fit the rows and columns would be lost or misnamed. Give the file a first line naming each of its columns, "
+            "or, if it has no header, pass --no-header (the columns are then c0, c1, ...).")
+    kw = dict(header=0) if header else dict(header=None, names=[f'c{i}' for i in range(width)], skiprows=1 if skip else None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error', pd.errors.ParserWarning)
-            df = pd.read_csv(path, sep=r'\s+' if sep==' ' else sep, index_col=False, engine='python' if sep==' ' else 'c')
+            df = pd.read_csv(path, sep=r'\s+' if sep==' ' else sep, index_col=False, engine='python' if sep==' ' else 'c', **kw)
     except Exception as e: raise CompareError(f"{path}: cannot be read as a table with delimiter {sep!r} ({e})") from e
     return df
 
@@ -186,60 +243,96 @@ def _ReadTabBatch():
 
 def _names(cols, n=8)->str: return ', '.join(map(str, cols[:n])) + (f', ... ({len(cols)} in all)' if len(cols)>n else '')
 
+def target_column(df:pd.DataFrame, target, path)->str:
+    "The column `target` names: a column name, or a column number (0 first, -1 last)"
+    if target in df.columns: return target
+    if re.fullmatch(r'-?\d+', str(target)) and -len(df.columns)<=int(target)<len(df.columns): return df.columns[int(target)]
+    raise CompareError(f"{path}: no column {target!r} to use as --target; its columns are: {', '.join(map(str, df.columns))} "
+                       f"(or give a column number, 0 to {len(df.columns)-1})")
+
+CLASSES_MAX = 20  # a numeric target with at most this many distinct values is read as classes
+
+def is_measurement(col:pd.Series)->bool:
+    "Whether a target column holds a measurement (regression): numeric, with more than `CLASSES_MAX` distinct values, unless they are whole-number codes (at most max(50, rows/4))"
+    from pandas.api.types import is_numeric_dtype, is_bool_dtype
+    if not is_numeric_dtype(col) or is_bool_dtype(col): return False
+    k = col.nunique()
+    if k<=CLASSES_MAX: return False
+    return bool((col%1!=0).any()) or k>max(50, len(col)//4)
+
+def id_like(col:pd.Series)->bool:
+    "Whether a feature names the rows rather than describing them: text with nearly every value distinct, or whole numbers counting the rows"
+    from pandas.api.types import is_numeric_dtype, is_bool_dtype
+    v = col.dropna()
+    if len(v)<10 or is_bool_dtype(v): return False
+    if is_numeric_dtype(v): return bool((v%1==0).all()) and v.nunique()==len(v) and v.max()-v.min()==len(v)-1
+    return v.nunique()>0.9*len(v)
+
 def csv_dls(path:Path, # A CSV (or TSV, or delimited TXT) file
-            target:str, # The column holding the class
+            target:str|int, # The column to predict: its name, or its number (0 first)
             bs:int|None=None, # Batch size; `auto_bs` of the training rows otherwise
             noise:float=0., # Fraction of training labels replaced by a wrong class
             valid_pct:float=0.2, # Fraction of rows held out
             seed:int=42, # Seed of the split and the noise
             say=noop, # Called with notes for the user (dropped rows, the columns used)
+            header:bool=True, # Whether the first line names the columns
            ):
-    "fastai tabular `DataLoaders` of a CSV: non-numeric columns categorical, numeric ones continuous"
-    from fastai.tabular.all import TabularPandas, Categorify, FillMissing, Normalize, CategoryBlock, IndexSplitter
+    "fastai tabular `DataLoaders` of a CSV, and whether its target is a measurement: non-numeric columns categorical, numeric ones continuous"
+    from fastai.tabular.all import TabularPandas, Categorify, FillMissing, Normalize, CategoryBlock, RegressionBlock, IndexSplitter
     from pandas.api.types import is_numeric_dtype, is_bool_dtype
-    if target is None: raise CompareError(f"{path}: a CSV needs --target COLUMN, the column holding the class")
-    df = read_table(path)
-    if target not in df.columns:
-        raise CompareError(f"{path}: no column {target!r} to use as --target; its columns are: {', '.join(map(str, df.columns))}")
+    if target is None: raise CompareError(f"{path}: a CSV needs --target COLUMN, the column to predict (a name, or a number: 0 is the first)")
+    df = read_table(path, header, say)
+    target = target_column(df, target, path)
     n = len(df)
     df = df.dropna(subset=[target]).reset_index(drop=True)
     if len(df)<n: say(f"dropped {n-len(df)} of {n} rows that have no value in {target!r}")
-    col = df[target]
-    if is_numeric_dtype(col) and not is_bool_dtype(col) and (col%1!=0).any():
-        raise CompareError(
-            f"{path}: the column {target!r} holds numbers that are not whole ({_names(col[col%1!=0].unique().tolist(), 4)}); it looks "
-            f"like a measurement, not a class. compare measures classification accuracy: give a column of classes (names or whole-number "
-            f"codes). Its columns are: {_names(list(df.columns), 20)}")
-    y = (col.astype('int64') if is_numeric_dtype(col) and not is_bool_dtype(col) else col).astype(str).tolist()
-    vocab = sorted(set(y))
-    if len(vocab)<2: raise CompareError(f"{path}: the column {target!r} holds one class only ({vocab[0] if vocab else 'no values'}); at least two are needed")
-    if len(vocab)>max(50, len(df)//4): raise CompareError(
-        f"{path}: the column {target!r} has {len(vocab)} distinct values in {len(df)} rows; it looks continuous. "
-        "compare measures classification accuracy: give a column of classes")
+    col,regress = df[target],is_measurement(df[target])
+    train,valid = _split(len(df), valid_pct, seed)
+    check_size(len(train), len(valid), 'rows', path)
+    if regress:
+        if noise: raise CompareError(f"{path}: --noise makes class labels wrong, but {target!r} holds a measurement ({col.nunique()} distinct numbers): leave --noise out")
+        m,s = float(col[train].mean()),float(col[train].std()) or 1.
+        df[target] = ((col-m)/s).astype('float32')  # trained on a standard scale; RMSE and MAE are reported in the column's own units
+    else:
+        y = (col.astype('int64') if is_numeric_dtype(col) and not is_bool_dtype(col) and not (col%1!=0).any() else col).astype(str).tolist()
+        vocab = sorted(set(y))
+        if len(vocab)<2: raise CompareError(f"{path}: the column {target!r} holds one class only ({vocab[0] if vocab else 'no values'}); at least two are needed")
+        if len(vocab)>max(50, len(df)//4): raise CompareError(
+            f"{path}: the column {target!r} has {len(vocab)} distinct values in {len(df)} rows, too many to be classes. compare learns "
+            "classes (a column of names or whole-number codes) or a measurement (a numeric column)")
+        df[target] = _noisy(y, train, vocab, noise, seed)
     feats = [c for c in df.columns if c!=target]
+    ids = [c for c in feats if id_like(df[c])]
+    feats = [c for c in feats if c not in ids]
     for c in feats:
         if is_bool_dtype(df[c]): df[c] = df[c].astype(int)
     conts = [c for c in feats if is_numeric_dtype(df[c])]
     cats = [c for c in feats if c not in conts]
-    if not feats: raise CompareError(f"{path}: there is no column besides the target {target!r} to learn from")
-    say(f"learning {target!r} from all {len(feats)} other columns: " + '; '.join(
-        f"{len(o)} {k} ({_names(o)})" for k,o in (('numeric', conts), ('categorical', cats)) if o))
-    train,valid = _split(len(df), valid_pct, seed)
-    df[target] = _noisy(y, train, vocab, noise, seed)
+    if not feats: raise CompareError(f"{path}: there is no column besides the target {target!r} to learn from" + (f" (left out as ID-like: {_names(ids)})" if ids else ''))
+    say(f"learning {target!r} ({'a measurement: regression' if regress else f'{len(vocab)} classes'}) from {len(feats)} other columns: " + '; '.join(
+        f"{len(o)} {k} ({_names(o)})" for k,o in (('numeric', conts), ('categorical', cats)) if o) +
+        (f"; left out {len(ids)} ID-like (nearly every value distinct): {_names(ids)}" if ids else ''))
     to = TabularPandas(df, procs=[Categorify, FillMissing, Normalize], cat_names=cats, cont_names=conts, y_names=target,
-                       y_block=CategoryBlock(vocab=vocab), splits=IndexSplitter(valid)(range(len(df))))
-    return to.dataloaders(bs=min(ifnone(bs, auto_bs(len(train))), len(train)), path=path.parent, after_batch=[_ReadTabBatch()(to)])
+                       y_block=RegressionBlock() if regress else CategoryBlock(vocab=vocab), splits=IndexSplitter(valid)(range(len(df))))
+    dls = to.dataloaders(bs=min(ifnone(bs, auto_bs(len(train))), len(train)), path=path.parent, after_batch=[_ReadTabBatch()(to)])
+    if regress: dls.target_scale = (m,s)  # mean and std of the training targets: predictions * s + m are in the column's units
+    return dls
+
 
 # %% ../nbs/10_compare_data.ipynb #a66f696e
+KINDS = ('digits', 'images', 'tabular', 'regression')  # what `load_data` gives: the last is a CSV whose target is a measurement
+
 def load_data(data=None, # None for the bundled digits, an image folder, or a CSV file
-              target:str|None=None, # The class column of a CSV
+              target:str|int|None=None, # The column of a CSV to predict: a name or a number
               noise:float=0., # Fraction of training labels replaced by a wrong class
               bs:int|None=None, # Batch size; chosen from the number of training examples (`auto_bs`) otherwise
               size:int=64, # Image size for an image folder
               seed:int=42, # Seed of the split and the noise (not of training)
-              say=noop, # Called with notes for the user (skipped files, dropped rows, columns used)
+              say=noop, # Called with notes for the user (the folders or columns used, skipped files, dropped rows)
+              header:bool=True, # Whether a CSV's first line names its columns
+              skip=None, # A folder never read as data: the output folder
              )->tuple:
-    "`(dls, kind)`: fastai `DataLoaders` and 'digits', 'images' or 'tabular'"
+    "`(dls, kind)`: fastai `DataLoaders` and one of `KINDS`"
     if isinstance(noise, bool) or not isinstance(noise, (int,float)) or not 0<=noise<1:
         raise CompareError(f"--noise must be a fraction in [0, 1) of training labels to corrupt, got {noise!r}")
     if bs is not None: check_int(bs, '--bs', 2)
@@ -255,6 +348,8 @@ def load_data(data=None, # None for the bundled digits, an image folder, or a CS
         "leave DATA out to use the bundled digits")
     if path.is_dir():
         if target is not None: raise CompareError(f"--target names a CSV column, but {data} is a folder of images")
-        return image_dls(path, bs, size, noise, seed=seed, say=say),'images'
-    if path.suffix.lower() in ('.csv', '.tsv', '.txt') or target is not None: return csv_dls(path, target, bs, noise, seed=seed, say=say),'tabular'
+        return image_dls(path, bs, size, noise, seed=seed, say=say, skip=skip),'images'
+    if path.suffix.lower() in ('.csv', '.tsv', '.txt') or target is not None:
+        dls = csv_dls(path, target, bs, noise, seed=seed, say=say, header=header)
+        return dls,'regression' if hasattr(dls, 'target_scale') else 'tabular'
     raise CompareError(f"{data}: not a folder of images or a .csv/.tsv/.txt file")

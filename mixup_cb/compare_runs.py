@@ -7,6 +7,7 @@ from __future__ import annotations
 import math, os, random, time, torch, numpy as np
 import torch.nn.functional as F
 from contextlib import contextmanager
+from types import SimpleNamespace
 from fastcore.basics import ifnone
 from fastcore.imports import noop
 from fastai.callback.core import Callback
@@ -18,14 +19,21 @@ from fastai.torch_core import set_seed
 from fastprogress.fastprogress import progress_bar
 from .examples import small_cnn
 from .callback import MixUpCallback, mixing_cb  # importing mixup_cb.callback adds `Learner.mixup`
+from .cutmix import MixUpOrCutMix  # adds `Learner.cutmix`
+from .manifold import ManifoldMixUpCallback  # adds `Learner.manifold_mixup`
+from .compare_data import CompareError
 
 # %% auto #0
-__all__ = ['DEFAULT_LR', 'THREADS', 'make_learner', 'pick_threads', 'num_threads', 'LamRecorder', 'reliability', 'ece', 'run_one',
+__all__ = ['DEFAULT_LR', 'THREADS', 'LOWER_BETTER', 'make_learner', 'pick_threads', 'num_threads', 'add_method', 'LamRecorder',
+           'reliability', 'ece', 'arm_label', 'is_class_task', 'metric_fn', 'measures', 'history', 'run_one',
            'chance_level', 'run_problems', 'learn_warning']
 
 # %% ../nbs/11_compare_runs.ipynb #5ddc4e90
 def make_learner(dls, kind:str, cbs=None)->Learner:
-    "A fresh learner for `dls` of this `kind`, with `accuracy` as its metric"
+    "A fresh learner for `dls` of this `kind`: `accuracy` its metric for classes, MSE its loss for a measurement"
+    if kind=='regression':
+        from fastai.tabular.all import tabular_learner, MSELossFlat
+        return tabular_learner(dls, n_out=1, loss_func=MSELossFlat(), cbs=cbs)
     n_out = len(dls.vocab)  # explicit: fastai's tabular `dls.c` is not the class count here
     if kind=='digits': return Learner(dls, small_cnn(n_out=n_out), metrics=accuracy, cbs=cbs)
     if kind=='images':
@@ -34,11 +42,11 @@ def make_learner(dls, kind:str, cbs=None)->Learner:
     from fastai.tabular.all import tabular_learner
     return tabular_learner(dls, n_out=n_out, metrics=accuracy, cbs=cbs)
 
-DEFAULT_LR = dict(digits=1e-2, images=1e-3, tabular=1e-2)
+DEFAULT_LR = dict(digits=1e-2, images=1e-3, tabular=1e-2, regression=1e-2)
 # Small models gain nothing from intra-op threads, and on a busy machine OpenMP's spinning threads make them ~10x slower
 # (2 epochs of the digits CNN on a shared 2-CPU box: 2.1 s with 1 thread, 17-27 s with 2). resnet18 does gain from a few,
 # but not from every CPU: `--quick` on images on a busy 2-CPU box took 19-23 s with torch's default threads, 10.6 s with one
-THREADS = dict(digits=1, tabular=1, images=None)
+THREADS = dict(digits=1, tabular=1, regression=1, images=None, learner=None)
 
 def pick_threads(kind:str)->int:
     "Torch threads for a run on `kind` data: `THREADS[kind]`, or half the CPUs this process may use (1 to 4)"
@@ -53,6 +61,19 @@ def num_threads(n:int|None):
     if n: torch.set_num_threads(n)
     try: yield
     finally: torch.set_num_threads(old)
+
+def add_method(learn:Learner, # A fresh, unmixed learner
+               method:str, # One of `METHODS`
+               alpha:float, # Its Beta(alpha, alpha) concentration; 0 leaves the learner unmixed (the baseline)
+               stack_y:bool=True, # `False`: mix float targets themselves (regression) rather than the losses
+              )->Learner:
+    "`learn` with `method`'s mixing callback at `alpha`, added through the library's public API"
+    if not alpha: return learn
+    if method=='mixup': return learn.mixup(alpha, stack_y=stack_y)
+    if method=='cutmix': return learn.cutmix(alpha, stack_y=stack_y)
+    if method=='manifold': return learn.manifold_mixup(alpha, stack_y=stack_y)
+    if method=='mixup-or-cutmix': return learn.add_mixing(MixUpOrCutMix(alpha, alpha, stack_y=stack_y))  # one alpha for both
+    raise CompareError(f"unknown method {method!r}")
 
 # %% ../nbs/11_compare_runs.ipynb #7b4d7d73
 class LamRecorder(Callback):
@@ -99,65 +120,120 @@ def ece(probs:torch.Tensor, # Predicted probabilities, `(n, classes)`
     return float(np.nansum(n*np.abs(acc-conf))/n.sum())
 
 # %% ../nbs/11_compare_runs.ipynb #c19ac959
-def _metric(learn, name:str)->list:
-    i = list(learn.recorder.metric_names[1:-1]).index(name)  # values leave out 'epoch' and 'time'
-    return [float(v[i]) for v in learn.recorder.values]
+def arm_label(method:str, alpha:float, methods=None)->str:
+    "A run's arm in words: 'no MixUp' for alpha 0; the alpha, or the method and alpha where several methods are compared"
+    if not alpha: return 'no MixUp'
+    return f"alpha {alpha:g}" if methods is not None and len(methods)<2 else f"{method} {alpha:g}"
 
-def run_one(dls, # `DataLoaders` from `load_data`
-            kind:str, # Their kind: 'digits', 'images' or 'tabular'
-            alpha:float, # 0: no MixUp
+def is_class_task(preds:torch.Tensor, targs:torch.Tensor)->bool:
+    "Whether `targs` are class indices, one per example, and `preds` one score per class"
+    return not targs.is_floating_point() and preds.ndim==2 and preds.shape[1]>1 and targs.numel()==len(preds)
+
+def metric_fn(m)->callable:
+    "`f(preds, targs)->float`: the fastai metric `m` (an `AvgMetric`, `AccumMetric`, ...) on a whole set of raw predictions"
+    def f(p, t):
+        learn = SimpleNamespace(pred=p, y=t, yb=(t,), training=False, to_detach=lambda o, *a, **k: o.detach() if hasattr(o, 'detach') else o)
+        m.reset(); m.accumulate(learn)
+        v = m.value
+        return float(v.item() if hasattr(v, 'item') else v)
+    return f
+
+LOWER_BETTER = ('loss', 'err', 'mse', 'mae', 'ece', 'nll', 'perplexity', 'brier')  # a metric whose name holds one of these: lower is better
+
+def measures(learn:Learner, # The learner of a run, after `fit`
+             kind:str, # 'regression' for a CSV's measurement; anything else is judged by the predictions
+             preds:torch.Tensor, # Its raw validation predictions
+             targs:torch.Tensor, # The validation targets
+            )->dict:
+    "name -> `(f(preds, targs)->float, lower_is_better)`: the measures of a run, each computable on any subset of the validation examples"
+    if kind=='regression':
+        m,s = learn.dls.target_scale
+        err = lambda p,t: (p.flatten().double()-t.flatten().double())*s  # in the column's own units
+        return dict(rmse=(lambda p,t: float(err(p,t).pow(2).mean().sqrt()), True), mae=(lambda p,t: float(err(p,t).abs().mean()), True))
+    if is_class_task(preds, targs):
+        t_ = lambda t: t.flatten().long()
+        return dict(final_acc=(lambda p,t: float((p.argmax(1)==t_(t)).double().mean()), False),
+                    nll=(lambda p,t: float(F.cross_entropy(p.double(), t_(t))) if p.isfinite().all() else math.nan, True),
+                    ece=(lambda p,t: ece(F.softmax(p.double(), 1), t_(t)) if p.isfinite().all() else math.nan, True))
+    lf = learn.loss_func
+    res = dict(loss=(lambda p,t: float(lf(p, t)), True))
+    for m in learn.metrics: res[m.name.lstrip('_')] = (metric_fn(m), any(k in m.name.lower() for k in LOWER_BETTER))
+    return res
+
+def history(learn:Learner)->dict:
+    "name -> its value after each epoch of the last `fit`: 'train_loss', 'valid_loss' and the learner's metrics"
+    names = list(learn.recorder.metric_names[1:-1])  # values leave out 'epoch' and 'time'
+    return {n:[float(v[i]) if v[i] is not None else math.nan for v in learn.recorder.values] for i,n in enumerate(names)}
+
+def run_one(new_learner, # `() -> Learner`: a fresh, unmixed learner, called under the run's seed
+            method:str, # One of `METHODS` (ignored at alpha 0)
+            alpha:float, # 0: no mixing
             seed:int, # Seed of the initial weights, the shuffle and the mixing
             epochs:int, # Epochs of `fit_one_cycle`
-            lr:float|None=None, # Learning rate; `DEFAULT_LR[kind]` otherwise
+            lr:float|None=None, # Learning rate; the learner's own (`learn.lr`) otherwise
+            fit=None, # `fit(learn, epochs)`: the user's own schedule instead of `fit_one_cycle(epochs, lr)`
+            kind:str='learner', # The data's kind (`KINDS`), or 'learner' for a user's learner
             noisy:bool=False, # Whether the training labels were corrupted: then score the model on them
             bar:bool=True, # Show a progress bar
             cbs=None, # More callbacks for the learner
            )->dict:
-    "One run: its per-epoch history, the final model's validation probabilities, NLL and ECE, the lambdas drawn, seconds"
+    "One run: its per-epoch history, raw validation predictions, measures, the lambdas drawn, seconds"
     set_seed(seed)
-    for dl in dls.loaders: dl.rng = random.Random(seed)  # same batches for every alpha
+    learn = new_learner()
+    for dl in learn.dls.loaders: dl.rng = random.Random(seed)  # the same batches in every arm
     rec = LamRecorder()
-    learn = make_learner(dls, kind, cbs=[rec] + ([_RunBar(f'alpha {alpha:g}, seed {seed}')] if bar else []) + list(ifnone(cbs, [])))
-    if alpha: learn.mixup(alpha)
+    learn.add_cbs([rec] + ([_RunBar(f'{arm_label(method, alpha)}, seed {seed}')] if bar else []) + list(ifnone(cbs, [])))
+    add_method(learn, method, alpha, stack_y=kind!='regression')
     t = time.perf_counter()
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, ifnone(lr, DEFAULT_LR[kind]))
-    secs = time.perf_counter()-t
-    r = dict(alpha=alpha, seed=seed, valid_acc=_metric(learn, 'accuracy'), valid_loss=_metric(learn, 'valid_loss'),
-             train_loss=_metric(learn, 'train_loss'), seconds=secs, lams=rec.all)
     with learn.no_bar(), learn.no_logging():
-        logits,targs = learn.get_preds(dl=dls.valid, act=noop)
-        if noisy: r['train_acc_noisy'] = float(learn.validate(dl=dls.train.new(shuffle=False, drop_last=False))[1])
-    logits,targs = logits.float(),targs.flatten().long()
-    r['probs'],r['targs'] = F.softmax(logits, 1),targs
-    r['nll'] = float(F.cross_entropy(logits, targs)) if logits.isfinite().all() else math.nan
-    r['ece'] = ece(r['probs'], targs) if r['probs'].isfinite().all() else math.nan
+        if fit is None: learn.fit_one_cycle(epochs, lr)
+        else: fit(learn, epochs)
+    secs,h,lams = time.perf_counter()-t,history(learn),rec.all  # (before `get_preds`, whose `before_fit` clears `rec`)
+    with learn.no_bar(), learn.no_logging(): preds,targs = learn.get_preds(dl=learn.dls.valid, act=noop)
+    preds = preds.float()
+    fns = measures(learn, kind, preds, targs)
+    r = dict(method=method if alpha else 'none', alpha=alpha, seed=seed, history=h, train_loss=h.get('train_loss', []),
+             valid_loss=h.get('valid_loss', []), seconds=secs, lams=lams, preds=preds, targs=targs, fns=fns,
+             task='regression' if kind=='regression' else 'classes' if 'final_acc' in fns else 'other')
+    r |= {k:f(preds, targs) for k,(f,_) in fns.items()}
+    if kind=='regression': r['scale'] = learn.dls.target_scale[1]
+    if r['task']=='classes':
+        r['valid_acc'] = h.get('accuracy') or [r['final_acc']]
+        r['probs'],r['targs'] = F.softmax(preds, 1),targs.flatten().long()
+        if noisy:
+            with learn.no_bar(), learn.no_logging(): r['train_acc_noisy'] = float(learn.validate(dl=learn.dls.train.new(shuffle=False, drop_last=False))[1])
     return r
 
 # %% ../nbs/11_compare_runs.ipynb #4f1d2c88
 def chance_level(targs:torch.Tensor, vocab)->tuple:
     "`(accuracy, class)` of always answering the most common class of `targs`: the chance level a model must beat"
     c = torch.bincount(torch.as_tensor(targs).long().flatten())
-    return c.max().item()/c.sum().item(),str(vocab[int(c.argmax())])
+    return c.max().item()/c.sum().item(),str(vocab[int(c.argmax())]) if vocab is not None else str(int(c.argmax()))
 
 def _name(i, vocab): return str(vocab[int(i)]) if vocab is not None else str(int(i))
 
 def run_problems(r:dict, # A run of `run_one`
-                 chance:float, # `chance_level` of the validation set
+                 chance:float|None=None, # `chance_level` of the validation set (classes)
                  vocab=None, # Class names
                 )->list:
     "Why the run `r` did not learn, in words; empty if it did"
     if not all(math.isfinite(v) for v in r['train_loss']+r['valid_loss']+[r.get('nll', 0.)]):
         return ['the loss became NaN or infinite: training diverged']
-    k = r['probs'].shape[1]
-    if r['valid_loss'][-1]>10*math.log(k): return [
-        f"the validation loss ended at {r['valid_loss'][-1]:.4g}, over 10x that of a uniform guess ({math.log(k):.3g}): training diverged"]
-    res,acc,n = [],r['valid_acc'][-1],len(r['targs'])
-    if acc<=chance: res.append(f"validation accuracy {acc:.3f} is at or below chance ({chance:.3f})")
-    elif acc<chance+2*math.sqrt(chance*(1-chance)/n): res.append(
-        f"validation accuracy {acc:.3f} is within 2 standard errors of chance ({chance:.3f}, {n} validation examples)")
-    pred = r['probs'].argmax(1).unique()
-    if len(pred)==1 and len(r['targs'].unique())>1:
-        res.append(f"it predicts one class ({_name(pred[0], vocab)!r}) for every validation example")
+    res,task = [],r.get('task', 'classes')
+    if task=='classes':
+        k = r['probs'].shape[1]
+        if r['valid_loss'] and r['valid_loss'][-1]>10*math.log(k): return [
+            f"the validation loss ended at {r['valid_loss'][-1]:.4g}, over 10x that of a uniform guess ({math.log(k):.3g}): training diverged"]
+        acc,n = r['valid_acc'][-1],len(r['targs'])
+        if acc<=chance: res.append(f"validation accuracy {acc:.3f} is at or below chance ({chance:.3f})")
+        elif acc<chance+2*math.sqrt(chance*(1-chance)/n): res.append(
+            f"validation accuracy {acc:.3f} is within 2 standard errors of chance ({chance:.3f}, {n} validation examples)")
+        pred = r['probs'].argmax(1).unique()
+        if len(pred)==1 and len(r['targs'].unique())>1:
+            res.append(f"it predicts one class ({_name(pred[0], vocab)!r}) for every validation example")
+    if task=='regression':
+        sd = float(r['targs'].double().std())*r['scale'] if 'scale' in r else None
+        if sd and r['rmse']>=sd: res.append(f"validation RMSE {r['rmse']:.4g} is no better than always predicting the mean (the targets' std, {sd:.4g})")
     tl = r['train_loss']
     if len(tl)>1 and tl[-1]>=tl[0]: res.append(f"the training loss did not fall ({tl[0]:.3g} after epoch 1, {tl[-1]:.3g} at the end)")
     return res
@@ -168,13 +244,15 @@ def learn_warning(runs:list, # Runs with their `problems`
     "A paragraph for beside the table: the runs that did not learn, why, and what to try; '' when all learned"
     bad = [r for r in runs if r.get('problems')]
     if not bad: return ''
-    lines = [f"WARNING: {len(bad)} of {len(runs)} runs did not learn, so the table cannot tell whether MixUp helps:"]
-    lines += [f"  alpha {r['alpha']:g} seed {r['seed']}: " + '; '.join(r['problems']) for r in bad[:8]]
+    lines = [f"WARNING: {len(bad)} of {len(runs)} runs did not learn, so the table cannot tell whether mixing helps:"]
+    lines += [f"  {arm_label(r.get('method', 'mixup'), r['alpha'])} seed {r['seed']}: " + '; '.join(r['problems']) for r in bad[:8]]
     if len(bad)>8: lines.append(f"  ... and {len(bad)-8} more (see results.json)")
     diverged = any('diverged' in p or 'did not fall' in p for r in bad for p in r['problems'])
-    tries = [f"a lower --lr (now {s['lr']:g}, e.g. {s['lr']/10:g})"] if diverged else []
-    if s['steps']<8: tries.append(f"a smaller --bs (now {s['bs']}: only {s['steps']} steps an epoch; e.g. --bs {max(2, min(8, s['bs']//2), s['bs']//4)})")
-    if not diverged: tries += [f"more --epochs (now {s['epochs']}, e.g. {2*s['epochs']})", f"a lower --lr (now {s['lr']:g})"]
+    lr = s.get('lr')
+    tries = [f"a lower --lr (now {lr:g}, e.g. {lr/10:g})"] if diverged and lr else []
+    smaller = max(2, min(8, s['bs']//2), s['bs']//4)
+    if s['steps']<8 and smaller<s['bs']: tries.append(f"a smaller --bs (now {s['bs']}: only {s['steps']} steps an epoch; e.g. --bs {smaller})")
+    if not diverged: tries += [f"more --epochs (now {s['epochs']}, e.g. {2*s['epochs']})"] + ([f"a lower --lr (now {lr:g})"] if lr else [])
     if s.get('noise'): tries.append(f"less --noise (now {s['noise']:g})")
-    lines.append("Try " + ', '.join(tries) + "; and check that the classes can be told apart from the data.")
+    lines.append("Try " + ', '.join(tries) + "; and check that the targets can be learned from the data.")
     return '\n'.join(lines)

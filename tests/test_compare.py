@@ -2,7 +2,7 @@
 import json, re, subprocess, sys
 import numpy as np, pandas as pd, pytest
 from PIL import Image
-from mixup_cb.compare import main
+from mixup_cb.compare_cli import main
 from mixup_cb.compare_data import load_data
 from mixup_cb.compare_runs import make_learner
 from mixup_cb.show import CELL_PX, LAMS_PX, CURVES_PX, RELI_PX, TITLE_PX
@@ -50,8 +50,10 @@ def test_default_quick(tmp_path, capsys):
     assert png_size(out/'accuracy.png') == CURVES_PX
     printed = capsys.readouterr().out
     assert png_size(out/'reliability.png') == (2*RELI_PX[0], RELI_PX[1])
-    assert re.search(r'^alpha\s+final acc\s+best acc\s+NLL\s+ECE\s+s/run$', printed, re.M)
-    assert re.search(r'^0 \(no MixUp\)\s+0\.\d{4} ± 0\.0000', printed, re.M)
+    assert re.search(r'^method\s+alpha\s+final acc\s+best acc\s+NLL\s+ECE\s+s/run$', printed, re.M)
+    assert re.search(r'^none\s+0\s+0\.\d{4} ± 0\.0000', printed, re.M)
+    assert re.search(r'^mixup\s+0\.4\s+[+-]0\.\d{4} \[[+-]0\.\d{4}, [+-]0\.\d{4}\]', printed, re.M)   # the difference and its interval
+    assert 'bootstrap over 359 validation examples (one seed)' in printed
     assert printed.startswith('bundled digits (scikit-learn): 1438 training')
 
 def test_image_folder(tmp_path):
@@ -136,7 +138,7 @@ MISSING = "mixup-cb compare needs scikit-learn and matplotlib: pip install 'mixu
 @pytest.mark.parametrize('mod', ['matplotlib', 'sklearn'])
 def test_missing_extra(tmp_path, mod):
     out = tmp_path/'out'
-    code = f"import sys; from mixup_cb.compare import main; sys.modules[{mod!r}] = None; main(['compare', '--quick', '--out', {str(out)!r}])"
+    code = f"import sys, mixup_cb.compare; from mixup_cb.compare_cli import main; sys.modules[{mod!r}] = None; main(['compare', '--quick', '--out', {str(out)!r}])"
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and r.stderr.strip() == MISSING, r.stderr[-2000:]
     assert not out.exists()

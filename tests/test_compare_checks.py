@@ -3,7 +3,7 @@ import os, re
 import numpy as np, pandas as pd, pytest, torch, warnings
 from pathlib import Path
 import mixup_cb, mixup_cb.compare as mc
-from mixup_cb.compare import main
+from mixup_cb.compare_cli import main
 from mixup_cb.compare_data import load_data, read_table, csv_dls, auto_bs, auto_epochs, CompareError
 from mixup_cb.compare_runs import ece, reliability, run_problems, chance_level, pick_threads
 from test_compare import make_shapes, make_csv, read_out
@@ -68,11 +68,11 @@ def test_learned_no_warning(tmp_path, capsys):
     code, out, err = cli(capsys, 'compare', '--quick', '--out', tmp_path)
     assert code == 0 and 'WARNING' not in out and "chance, always answering" in out
     assert '\r' not in out and '\r' not in err              # not a terminal: one line per run, no progress-bar redraws
-    assert len(re.findall(r'^alpha [\d.]+ seed \d: valid acc', out, re.M)) == 2
+    assert len(re.findall(r'^(no MixUp|alpha [\d.]+) seed \d: final acc 0\.\d{4}, NLL', out, re.M)) == 2
     tab, js = read_out(tmp_path)
     for k in ('nll', 'ece'): assert k in tab.columns and k+'_std' in tab.columns and all(0 <= r[k] for r in js['runs'])
     assert js['table'][0]['nll'] == pytest.approx(js['runs'][0]['valid_loss'][-1], abs=1e-4)  # NLL is the unmixed validation loss
-    assert re.search(r'^alpha\s+final acc\s+best acc\s+NLL\s+ECE\s+s/run$', out, re.M)
+    assert re.search(r'^method\s+alpha\s+final acc\s+best acc\s+NLL\s+ECE\s+s/run$', out, re.M)
 
 # Malformed tables
 def test_wine_header_refused(tmp_path, capsys):
@@ -101,7 +101,7 @@ def test_wine_with_header(tmp_path, capsys):
     w.to_csv(tmp_path/'wine.csv', index=False)
     code, out, err = cli(capsys, 'compare', tmp_path/'wine.csv', '--target', 'target', '--quick', '--out', tmp_path/'o')
     assert code == 0, err
-    assert "learning 'target' from all 13 other columns: 13 numeric (alcohol, malic_acid" in out
+    assert "learning 'target' (3 classes) from 13 other columns: 13 numeric (alcohol, malic_acid" in out
     rows = pd.read_csv(tmp_path/'o'/'mixup_rows.csv')
     assert len(rows.columns) == 13 + 2
 
@@ -184,17 +184,16 @@ def test_version(capsys):
     code, out, _ = cli(capsys, '--version')
     assert code == 0 and out.strip() == f'mixup-cb {mixup_cb.__version__}'
 
-def test_measurement_target_refused(tmp_path, capsys):
-    "scikit-learn's raw iris.csv: its header fits the rows, but a measurement column is no class; its class column works"
+def test_measurement_target_is_regression(tmp_path):
+    "scikit-learn's raw iris.csv: a measurement column is a regression target, its class column classes"
     import sklearn
     iris = Path(sklearn.__file__).parent/'datasets'/'data'/'iris.csv'
-    code, out, err = cli(capsys, 'compare', iris, '--target', 'setosa', '--quick', '--out', tmp_path/'o')
-    assert code == 2 and "the column 'setosa' holds numbers that are not whole (1.4, " in err and 'virginica' in err, err
+    dls, kind = load_data(iris, target='setosa')   # petal length: 43 distinct numbers
+    assert kind == 'regression' and dls.target_scale[1] > 0 and dls.one_batch()[2].dtype == torch.float32
     dls, kind = load_data(iris, target='virginica')
     assert kind == 'tabular' and list(dls.vocab) == ['0', '1', '2'] and len(dls.cont_names) == 4
     # whole numbers stored as floats (a column with a gap reads as float64) are classes, named as whole numbers
     df = pd.read_csv(make_csv(tmp_path/'t.csv')); df['k'] = np.where(df.y=='pos', 1., 0.); df.loc[5, 'k'] = None
     df.to_csv(tmp_path/'k.csv', index=False)
     assert list(load_data(tmp_path/'k.csv', target='k')[0].vocab) == ['0', '1']
-    df['id'] = np.arange(len(df)); df.to_csv(tmp_path/'k.csv', index=False)   # whole numbers, but one per row: no classes
-    with pytest.raises(CompareError, match="has 120 distinct values in 120 rows; it looks continuous"): load_data(tmp_path/'k.csv', target='id')
+    with pytest.raises(CompareError, match="--noise makes class labels wrong"): load_data(iris, target='setosa', noise=0.2)

@@ -35,7 +35,7 @@ assert not bad, f"placeholder author or unbuilt site in the metadata: {bad}"
 assert meta['Description-Content-Type'] == 'text/markdown', meta['Description-Content-Type']
 files = z.namelist()
 for need in ('mixup_cb/all.py', 'mixup_cb/_modidx.py', 'mixup_cb/compare.py', 'mixup_cb/compare_data.py',
-             'mixup_cb/compare_runs.py', 'mixup_cb/compare_report.py'):
+             'mixup_cb/compare_runs.py', 'mixup_cb/compare_report.py', 'mixup_cb/compare_cli.py'):
     assert need in files, f"{need} missing from the wheel"
 assert 'compare' in (meta.get_all('Provides-Extra') or []), f"no `compare` extra: {meta.get_all('Provides-Extra')}"
 assert not [n for n in files if n.startswith(('nbs/', 'tests/'))], "notebooks or tests packed into the wheel"
