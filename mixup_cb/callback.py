@@ -58,7 +58,7 @@ class MixCallback(Callback):
                 ):
         self.alpha,self.stack_y = check_sched(alpha),check_bool(stack_y, 'stack_y')
         self.p,self.until = check_prob(p, 'p'),check_prob(until, 'until')
-        self.record,self.active,self._lf,self._hooks,self._hold = None,True,None,None,False
+        self.record,self.active,self._lf,self._hooks,self.at_start = None,True,None,None,False
 
     def __setattr__(self, k, v):
         # The per-batch record skips fastai's check for a shadowed learner attribute: that check looks the name up
@@ -107,7 +107,7 @@ def name(self:MixCallback)->str:
 @patch(as_prop=True)
 def pct(self:MixCallback)->float:
     "How far the current fit is, for `until` and the schedules: fastai's `pct_train`, held at 0 in `lr_find`"
-    return 0. if self._hold else getattr(self.learn, 'pct_train', 0.)
+    return 0. if self.at_start else getattr(self.learn, 'pct_train', 0.)
 
 @patch
 def alpha_at(self:MixCallback, alpha)->float:
@@ -134,7 +134,7 @@ def before_fit(self:MixCallback):
     self._end_batch(); self._lf = None
     # One mix per batch: of several mixing callbacks, the last attached mixes this fit; the others stand aside
     self.active = mixing_cb(self.learn) is self
-    self._hold = any(isinstance(c, LRFinder) for c in self.learn.cbs)
+    self.at_start = any(isinstance(c, LRFinder) for c in self.learn.cbs)
     if self.active: _warn_standing_aside(self, self.learn.cbs.filter(lambda o: isinstance(o, MixCallback) and o is not self))
 
 @patch

@@ -50,32 +50,39 @@ def _with_mixing(learn, alpha):
     finally:
         if tmp is not None: tmp.learn = None
 
+def _mix_one(learn, b, alpha, tries:int)->tuple:
+    "`(xb, the batch's own yb, record or None, callback)` of one training batch, mixed as at the start of a fit"
+    if b is None: b = learn.dls.train.one_batch()
+    had = {k:getattr(learn, k) for k in ('xb','yb','training','pct_train') if hasattr(learn, k)}
+    with _with_mixing(learn, alpha) as cb:
+        try:
+            learn.training = True
+            cb('before_fit')
+            cb.active,cb.at_start = True,True  # mix as a fit's first batches do, whatever fit ran before
+            cb('before_train')
+            for _ in range(tries):
+                learn._split(b)
+                cb('before_batch')
+                xb,yb,rec = learn.xb,learn.yb,cb.record
+                cb('after_batch')
+                if rec is not None: break
+        finally:
+            cb('after_fit')
+            for k,v in had.items(): setattr(learn, k, v)
+    if rec is not None and rec.yb is not None: yb = rec.yb  # the own targets, where training mixed them
+    return xb,yb,rec,cb
+
 def one_mixed_batch(learn:Learner, # A learner with fastai `DataLoaders`
                     b:tuple|None=None, # A training batch; one from `learn.dls.train` otherwise
                     alpha:float|None=None, # Mix with a temporary `MixUpCallback(alpha)`; `None`: the learner's own (alpha 0.4 if none)
                     tries:int=20, # Draws allowed for a callback that mixes only some batches (`p<1`)
                    )->tuple:
-    "`(xb, yb, perm, lam)` of one training batch mixed as `fit` would mix it; the learner is left as it was"
-    if b is None: b = learn.dls.train.one_batch()
-    training,had = getattr(learn, 'training', False),{k:getattr(learn, k) for k in ('xb','yb') if hasattr(learn, k)}
-    with _with_mixing(learn, alpha) as cb:
-        try:
-            learn.training = True
-            cb('before_train')
-            for _ in range(tries):
-                learn._split(b)
-                cb('before_batch')
-                xb,yb,perm,lam = learn.xb,learn.yb,cb.perm,cb.lam
-                cb('after_batch')
-                if lam is not None: break
-        finally:
-            cb('after_train')
-            learn.training = training
-            for k,v in had.items(): setattr(learn, k, v)
-    if lam is None:  # this callback did not mix (past `until`, or `p` kept saying no): show the batch as it is
+    "`(xb, yb, perm, lam)` of one training batch mixed as a fit's first batches are, its own targets; the learner is left as it was"
+    xb,yb,rec,_ = _mix_one(learn, b, alpha, tries)
+    if rec is None:  # this callback did not mix (`until=0`, or `p` kept saying no): show the batch as it is
         bs = len(yb[0]) if yb else len(xb[0])
-        perm,lam = torch.arange(bs),torch.ones(bs)
-    return xb,yb,perm.cpu(),lam.cpu()
+        return xb,yb,torch.arange(bs),torch.ones(bs)
+    return xb,yb,rec.perm.cpu(),rec.lam.cpu()
 
 # %% ../nbs/08_show.ipynb #ab3590d5
 CELL_PX = (200, 225)  # width, height of one image of the grid, in pixels at dpi 100
@@ -166,15 +173,20 @@ def show_mixup(self:Learner,
                title:bool=True, # Say above the grid what the titles' percentages are
               ):
     "One training batch as the mixing callback mixes it: a titled image grid (a `Figure`), or a `DataFrame` of rows"
-    xb,yb,perm,lam = one_mixed_batch(self, alpha=alpha)
-    a = ifnone(alpha, getattr(mixing_cb(self), 'alpha', 0.4))
+    xb,yb,rec,cb = _mix_one(self, None, alpha, 20)
+    if rec is None: bs = len(xb[0]); perm,lam = torch.arange(bs),torch.ones(bs)
+    else: perm,lam = rec.perm.cpu(),rec.lam.cpu()
     n = min(n, len(lam))
     if is_image_batch(xb[0]):
         xs = _decode_x(self.dls.train, xb[0])[:n]
         titles = mixed_labels(yb[0], perm, lam, getattr(self.dls, 'vocab', None))[:n] if yb else [f'{float(l):.0%}' for l in lam[:n]]
-        head = (f"One training batch as MixUp (alpha={a:g}) mixes it. '70% A / 30% B': 70% of an A\n"
-                "image plus 30% of a B, and the loss weighs the two labels 70/30") if title else None
-        return show_images(xs, titles, ncols, head)
+        name = f"{type(cb).__name__}(alpha={rec.alpha if rec is not None else cb.alpha:g})"
+        if rec is not None and rec.points:
+            head = (f"{name} mixed this batch inside the model ({', '.join(map(repr, rec.points))}), not its images:\n"
+                    "the images are clean; each title gives the mix of labels the loss uses")
+        else: head = (f"One training batch as {name} mixes it. '70% A / 30% B': 70% of an A\n"
+                      "image plus 30% of a B, and the loss weighs the two labels 70/30")
+        return show_images(xs, titles, ncols, head if title else None)
     return mixed_frame(self, xb, yb, perm, lam).head(n)
 
 # %% ../nbs/08_show.ipynb #58e6057a
