@@ -80,6 +80,8 @@ class KeepMixed(Callback):
         if self.training: self.kept.append((self.xb[0], self.xb[0].clone()))
 
 def _fit(n_batches, recycle=True, cbs=(), monkeypatch=None):
+    import mixup_cb.mix
+    mixup_cb.mix.RECYCLE_BYTES = 0 if recycle else 2**25  # the digits' batches are small: recycle them all the same
     set_seed(42)
     learn = Learner(digits_dls(bs=64), small_cnn(), lr=1e-2).mixup(alpha=1.)
     if not recycle: monkeypatch.setattr(Recycler, 'empty_like', lambda self, x: torch.empty_like(x))
@@ -87,7 +89,9 @@ def _fit(n_batches, recycle=True, cbs=(), monkeypatch=None):
         order = 102
         def after_batch(self):
             if self.training and self.iter+1>=n_batches: raise fastai.callback.core.CancelEpochException
-    with learn.no_logging(), learn.no_bar(): learn.fit(1, cbs=[Stop(), *cbs])
+    try:
+        with learn.no_logging(), learn.no_bar(): learn.fit(1, cbs=[Stop(), *cbs])
+    finally: mixup_cb.mix.RECYCLE_BYTES = 2**25
     return learn
 
 def test_recycled_training_matches_unbuffered(monkeypatch):
@@ -95,7 +99,7 @@ def test_recycled_training_matches_unbuffered(monkeypatch):
     rc = a.mix_up.__dict__['_rcs'][0]
     assert rc.reused>=5, rc  # the memory really was reused ...
     with monkeypatch.context() as m: b = _fit(8, recycle=False, monkeypatch=m)
-    assert b.mix_up.__dict__['_rcs'][0].reused==0
+    assert b.mix_up.__dict__['_rcs'][0].reused==0 and b.mix_up.__dict__['_rcs'][0].st is None
     for pa,pb in zip(a.model.parameters(), b.model.parameters()):  # ... and training is bitwise the same
         assert torch.equal(pa, pb)
         assert torch.equal(pa.grad, pb.grad) if pa.grad is not None else pb.grad is None
