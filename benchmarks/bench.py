@@ -386,6 +386,14 @@ def ce_two_lerped(pred, y, perm, lam):
     "The mixed CE without fusion: two `F.cross_entropy(reduction='none')` lerped per sample, then the mean"
     return torch.lerp(F.cross_entropy(pred, y[perm], reduction='none'), F.cross_entropy(pred, y, reduction='none'), lam).mean()
 
+def one_thread(f):
+    "`f` run with torch at 1 thread: no parallel region whose second thread waits for a CPU a neighbour holds"
+    def g():
+        n = torch.get_num_threads(); torch.set_num_threads(1)
+        try: return f()
+        finally: torch.set_num_threads(n)
+    return g
+
 def draws_group(bs, reps):
     gen = torch.Generator().manual_seed(0)
     fns = {'perm: sample_perm (randperm + cyclic scatter)': lambda: sample_perm(bs),
@@ -407,7 +415,7 @@ def ops_group(shape, reps):
     perm, lam = sample_perm(bs), sample_lam(bs, ALPHA)
     w, xp = _w(x, lam), x[perm]
     buf = xp.clone()
-    rc = {k: Recycler() for k in ('isr', 'icr', 'mr', 'mcr', 'er', 'efr', 'lr')}
+    rc = {k: Recycler() for k in ('isr', 'icr', 'mr', 'mcr', 'm1', 'er', 'efr', 'lr')}
     fns = {'gather: x[perm]': lambda: x[perm],
            'gather: torch.index_select(x, 0, perm)': lambda: torch.index_select(x, 0, perm),
            'gather: index_select(out=fresh)': lambda: torch.index_select(x, 0, perm, out=torch.empty_like(x)),
@@ -426,7 +434,9 @@ def ops_group(shape, reps):
            'mix: x[perm].lerp_(x, w) (plain: mix without out)': lambda: mix(x, perm, lam),
            'mix: index_select(x, 0, perm).lerp_(x, w)': lambda: torch.index_select(x, 0, perm).lerp_(x, w),
            'mix: index_copy_ fresh, lerp_': lambda: gather_index_copy(x, perm, torch.empty_like(x)).lerp_(x, w),
-           'mix: index_copy_ Recycler, lerp_': lambda: gather_index_copy(x, perm, rc['mcr'].empty_like(x)).lerp_(x, w)}
+           'mix: index_copy_ Recycler, lerp_': lambda: gather_index_copy(x, perm, rc['mcr'].empty_like(x)).lerp_(x, w),
+           'mix: index_copy_ Recycler, lerp_, at 1 thread': one_thread(lambda: gather_index_copy(x, perm, rc['m1'].empty_like(x)).lerp_(x, w)),
+           'mix: x[perm].lerp_(x, w), at 1 thread': one_thread(lambda: x[perm].lerp_(x, w))}
     fns, held = _keep(fns)
     res = run_group(fns, reps, torch.device('cpu'))
     ref = torch.lerp(xp, x, w)
@@ -659,6 +669,10 @@ def devices17(conds)->list[str]:
         row('index_select(out=fresh) over x[perm] (whole mix)', b, ('ops', sh), 'mix: x[perm].lerp_(x, w) (plain: mix without out)', 'mix: mix(out=torch.empty_like(x)) (no Recycler)')
         row('index_select(out=fresh) over index_copy_ fresh (whole mix)', b, ('ops', sh), 'mix: index_copy_ fresh, lerp_', 'mix: mix(out=torch.empty_like(x)) (no Recycler)')
         row('index_select(x,0,perm) over x[perm] (gather)', b, ('ops', sh), 'gather: x[perm]', 'gather: torch.index_select(x, 0, perm)')
+        row('Recycler under index_copy_ (whole mix: fresh / recycled)', b, ('ops', sh), 'mix: index_copy_ fresh, lerp_', 'mix: index_copy_ Recycler, lerp_')
+        row('candidate index_copy_ into Recycler over the callback\'s mix(out=Recycler)', b, ('ops', sh), 'mix: mix(out=Recycler) (the callback today)', 'mix: index_copy_ Recycler, lerp_')
+        row('candidate index_copy_ into Recycler over plain x[perm].lerp_', b, ('ops', sh), 'mix: x[perm].lerp_(x, w) (plain: mix without out)', 'mix: index_copy_ Recycler, lerp_')
+        row('1 thread over 2 threads (index_copy_ into Recycler)', b, ('ops', sh), 'mix: index_copy_ Recycler, lerp_', 'mix: index_copy_ Recycler, lerp_, at 1 thread')
         row('native _standard_gamma over public Gamma (validate_args=False)', f'bs {sh[0]}', ('draws', sh), 'lam: public Gamma validate_args=False (candidate)', 'lam: sample_lam (native torch._standard_gamma)')
         row('native _standard_gamma over public Beta (validate_args=False)', f'bs {sh[0]}', ('draws', sh), 'lam: public Beta validate_args=False (candidate)', 'lam: sample_lam (native torch._standard_gamma)')
         row('native with a generator over the fork_rng fallback', f'bs {sh[0]}', ('draws', sh), 'lam: fork_rng fallback with a generator (library fallback)', 'lam: sample_lam with a generator (native)')
