@@ -17,7 +17,7 @@ from mixup_cb.all import *
 from mixup_cb.callback import mixing_cb
 from mixup_cb.hooks import HookMix, InputOf, find_mix_points
 from mixup_cb.examples import ItemAt
-from mixup_cb.test_utils import fire, loss_of, quiet_fit
+from mixup_cb.test_utils import make_seg_images, fire, loss_of, quiet_fit
 
 @pytest.fixture(scope='module', autouse=True)
 def one_thread():
@@ -371,14 +371,7 @@ def test_manifold_integer_inputs(text_dls):
 @pytest.fixture(scope='module')
 def seg_dls():
     with tempfile.TemporaryDirectory() as d:
-        p,g = Path(d),np.random.default_rng(2)
-        (p/'img').mkdir(); (p/'lbl').mkdir()
-        for i in range(16):
-            m = np.zeros((32,32), dtype=np.uint8)
-            r,c = g.integers(0, 20, 2); m[r:r+12, c:c+12] = 1 + i%2
-            a = g.integers(0, 60, (32,32,3), dtype=np.uint8) + (m[...,None]*80).astype(np.uint8)
-            r,c = g.integers(0, 26, 2); m[r:r+6, c:c+6] = 255           # a void patch (255, as CamVid and Pascal VOC mark theirs)
-            PILImage.create(a).save(p/'img'/f'{i}.png'); PILMask.create(m).save(p/'lbl'/f'{i}.png')
+        p = make_seg_images(Path(d), n=16, void=True, seed=2)
         yield SegmentationDataLoaders.from_label_func(p, get_image_files(p/'img'), lambda o: p/'lbl'/o.name, codes=['bg','a','b'],
                                                       bs=4, num_workers=0, seed=0)
 
