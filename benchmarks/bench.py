@@ -29,11 +29,12 @@ from fastai.callback.mixup import MixUp
 from fastai.callback.progress import ProgressCallback
 import mixup_cb
 from mixup_cb.core import sample_lam, sample_perm
-from mixup_cb.mix import mix, Recycler, sample_boxes, box_mask, paste, cutmix_inputs
-from mixup_cb.loss import mixed_loss, _generic_mixed_loss
+from mixup_cb.mix import mix, mix_inputs, Recycler, RECYCLE_BYTES, sample_boxes, box_mask, paste, cutmix_inputs
+from mixup_cb.loss import mixed_loss
 from mixup_cb.callback import MixUpCallback
 from mixup_cb.cutmix import CutMixCallback
-from mixup_cb.manifold import ManifoldMixUpCallback, mix_output
+from mixup_cb.manifold import ManifoldMixUpCallback
+from mixup_cb.hooks import mix_output
 try: from timm.data import Mixup as TimmMixup
 except ImportError: TimmMixup = None
 try: from torchvision.transforms import v2 as tv2
@@ -189,25 +190,20 @@ def mixing_group(shape, dtype, dev, reps, ncls=10):
 
 def _missing(): raise ImportError('not installed (pip install -e ".[bench]")')
 
-# ---- the CPU speed paths of `mix`: recycled memory (`Recycler`) and mixing a few MB at a time (blocked) -------------
+# ---- the CPU speed paths of `mix`: the index_copy_ gather, and recycled memory (`Recycler`) above RECYCLE_BYTES -------
 def _w(x, lam): return lam.to(x.dtype).view(-1, *[1]*(x.ndim-1))
-def unblocked(x, perm, lam, out): return torch.index_select(x, 0, perm, out=out).lerp_(x, _w(x, lam))
-def blocked(x, perm, lam, out, block=3<<20):
-    "The path `mix` took on the CPU until these runs: a few MB of samples gathered and lerped at a time (removed: it did not pay)"
-    if x.nbytes<=4*block: return unblocked(x, perm, lam, out)
-    k,w = max(1, block*len(x)//x.nbytes),_w(x, lam)
-    for i in range(0, len(x), k): torch.index_select(x, 0, perm[i:i+k], out=out[i:i+k]).lerp_(x[i:i+k], w[i:i+k])
-    return out
+def index_select_mix(x, perm, lam, out):
+    "The gather `mix` used before issue 17 (removed: beside a busy process it collapsed 5-12x on the 224px batch); a candidate only"
+    return torch.index_select(x, 0, perm, out=out).lerp_(x, _w(x, lam))
 
 PATHS = {  # name: f(x, perm, lam, recycler) -> mixed batch
-    'recycled, blocked (the removed path)': lambda x,p,l,rc: blocked(x, p, l, rc.empty_like(x)),
-    'recycled, unblocked: mix(out=Recycler) (the callback)': lambda x,p,l,rc: mix(x, p, l, out=rc.empty_like(x)),
-    'fresh, blocked': lambda x,p,l,rc: blocked(x, p, l, torch.empty_like(x)),
-    'fresh, unblocked: index_select(out=empty_like).lerp_': lambda x,p,l,rc: unblocked(x, p, l, torch.empty_like(x)),
+    'library: mix_inputs((x,), perm, lam, rcs) (the callback)': lambda x,p,l,rc: mix_inputs((x,), p, l, [rc])[0][0],
+    'recycled: mix(out=Recycler) (index_copy_)': lambda x,p,l,rc: mix(x, p, l, out=rc.empty_like(x)),
+    'fresh: mix(out=empty_like) (index_copy_)': lambda x,p,l,rc: mix(x, p, l, out=torch.empty_like(x)),
+    'candidate: index_select(out=Recycler).lerp_ (removed path)': lambda x,p,l,rc: index_select_mix(x, p, l, rc.empty_like(x)),
     'plain x[perm].lerp_(x, w): mix(x, perm, lam)': lambda x,p,l,rc: mix(x, p, l),
-    'plain torch.lerp(x[perm], x, w)': lambda x,p,l,rc: torch.lerp(x[p], x, _w(x, l)),
 }
-PLAIN, OURS = 'plain x[perm].lerp_(x, w): mix(x, perm, lam)', 'recycled, unblocked: mix(out=Recycler) (the callback)'
+PLAIN, OURS = 'plain x[perm].lerp_(x, w): mix(x, perm, lam)', 'library: mix_inputs((x,), perm, lam, rcs) (the callback)'
 
 def paths_group(shape, dtype, dev, reps):
     "Each way of mixing one batch on the same tensors; each keeps its result until its next call, as the training loop"
@@ -232,13 +228,12 @@ def paths_summary(px)->list[str]:
     "Each speed path's gain: the median without it over the median with it (>1: it pays)"
     def m(res, k): return statistics.median(res[k]) if isinstance(res.get(k), list) else float('nan')
     out = ['\n#### What each speed path gains (median without / median with, this run; > 1 pays)\n',
-           '| batch | blocking, on recycled memory | blocking, on fresh memory | Recycler, unblocked | Recycler, blocked | '
-           'index_select vs x[perm] (fresh, unblocked) | the callback\'s mix vs plain x[perm].lerp_ |',
-           '|---|---:|---:|---:|---:|---:|---:|']
+           f'| batch | Recycler (fresh / recycled, index_copy_) | index_copy_ over index_select(out=), recycled | '
+           f'the callback\'s mix (Recycler only over {RECYCLE_BYTES>>20} MB) vs plain x[perm].lerp_ |', '|---|---:|---:|---:|']
     for name,res in px.items():
-        ru, rb = m(res, OURS), m(res, 'recycled, blocked (the removed path)')
-        fu, fb = m(res, 'fresh, unblocked: index_select(out=empty_like).lerp_'), m(res, 'fresh, blocked')
-        out.append(f'| {name} | {ru/rb:.2f} | {fu/fb:.2f} | {fu/ru:.2f} | {fb/rb:.2f} | {m(res, PLAIN)/fu:.2f} | {m(res, PLAIN)/ru:.2f} |')
+        rc, fr = m(res, 'recycled: mix(out=Recycler) (index_copy_)'), m(res, 'fresh: mix(out=empty_like) (index_copy_)')
+        isr = m(res, 'candidate: index_select(out=Recycler).lerp_ (removed path)')
+        out.append(f'| {name} | {fr/rc:.2f} | {isr/rc:.2f} | {m(res, PLAIN)/m(res, OURS):.2f} |')
     return out
 
 # ---- the mixed loss ----------------------------------------------------------------------------------------------
@@ -258,7 +253,7 @@ def loss_group(bs, ncls, dev, reps, backward:bool):
     fns = {'floor: plain F.cross_entropy': lambda: F.cross_entropy(pred, y),
            'mixup_cb MixUpLoss (armed by the callback)': ours_learner,
            'mixup_cb mixed_loss(F.cross_entropy)': lambda: mixed_loss(F.cross_entropy, pred, (y,), perm, lam),
-           'mixup_cb generic path (two CEs, lerped)': lambda: _generic_mixed_loss(crit, pred, (y,), perm, lam),
+           'mixup_cb mixed_loss(CrossEntropyLossFlat())': lambda: mixed_loss(crit, pred, (y,), perm, lam),
            'fastai v2 MixUp loss wrapper': lambda: fa.loss_func(pred, y),
            'naive lerp of two F.cross_entropy': naive,
            'soft-target CE (timm/torchvision mixed one-hot)': lambda: torch.sum(-soft*F.log_softmax(pred, -1), -1).mean()}
@@ -415,28 +410,21 @@ def ops_group(shape, reps):
     perm, lam = sample_perm(bs), sample_lam(bs, ALPHA)
     w, xp = _w(x, lam), x[perm]
     buf = xp.clone()
-    rc = {k: Recycler() for k in ('isr', 'icr', 'mr', 'mcr', 'm1', 'er', 'efr', 'lr')}
+    rc = {k: Recycler() for k in ('icr', 'mi', 'mr', 'isr', 'm1', 'efr')}
     fns = {'gather: x[perm]': lambda: x[perm],
-           'gather: torch.index_select(x, 0, perm)': lambda: torch.index_select(x, 0, perm),
-           'gather: index_select(out=fresh)': lambda: torch.index_select(x, 0, perm, out=torch.empty_like(x)),
-           'gather: index_select(out=Recycler)': lambda: torch.index_select(x, 0, perm, out=rc['isr'].empty_like(x)),
+           'gather: index_select(out=fresh) (removed)': lambda: torch.index_select(x, 0, perm, out=torch.empty_like(x)),
            'gather: index_copy_(inverse perm), fresh': lambda: gather_index_copy(x, perm, torch.empty_like(x)),
            'gather: index_copy_(inverse perm), Recycler': lambda: gather_index_copy(x, perm, rc['icr'].empty_like(x)),
            'lerp: buf.lerp_(x, w) in place': lambda: buf.lerp_(x, w),
-           'lerp: torch.lerp(xp, x, w), fresh': lambda: torch.lerp(xp, x, w),
-           'lerp: torch.lerp(xp, x, w, out=Recycler)': lambda: torch.lerp(xp, x, w, out=rc['lr'].empty_like(x)),
-           'memory: torch.empty_like(x)': lambda: torch.empty_like(x),
-           'memory: Recycler.empty_like(x)': lambda: rc['er'].empty_like(x),
            'memory: torch.empty_like(x).fill_(0) (first touch)': lambda: torch.empty_like(x).fill_(0),
            'memory: Recycler.empty_like(x).fill_(0)': lambda: rc['efr'].empty_like(x).fill_(0),
-           'mix: mix(out=Recycler) (the callback today)': lambda: mix(x, perm, lam, out=rc['mr'].empty_like(x)),
-           'mix: mix(out=torch.empty_like(x)) (no Recycler)': lambda: mix(x, perm, lam, out=torch.empty_like(x)),
-           'mix: x[perm].lerp_(x, w) (plain: mix without out)': lambda: mix(x, perm, lam),
-           'mix: index_select(x, 0, perm).lerp_(x, w)': lambda: torch.index_select(x, 0, perm).lerp_(x, w),
-           'mix: index_copy_ fresh, lerp_': lambda: gather_index_copy(x, perm, torch.empty_like(x)).lerp_(x, w),
-           'mix: index_copy_ Recycler, lerp_': lambda: gather_index_copy(x, perm, rc['mcr'].empty_like(x)).lerp_(x, w),
-           'mix: index_copy_ Recycler, lerp_, at 1 thread': one_thread(lambda: gather_index_copy(x, perm, rc['m1'].empty_like(x)).lerp_(x, w)),
-           'mix: x[perm].lerp_(x, w), at 1 thread': one_thread(lambda: x[perm].lerp_(x, w))}
+           MIX_LIB: lambda: mix_inputs((x,), perm, lam, [rc['mi']])[0][0],
+           'mix: mix(out=Recycler) (index_copy_)': lambda: mix(x, perm, lam, out=rc['mr'].empty_like(x)),
+           'mix: mix(out=torch.empty_like(x)) (index_copy_, no Recycler)': lambda: mix(x, perm, lam, out=torch.empty_like(x)),
+           MIX_PLAIN: lambda: mix(x, perm, lam),
+           'mix: index_select(out=fresh).lerp_ (removed)': lambda: index_select_mix(x, perm, lam, torch.empty_like(x)),
+           'mix: index_select(out=Recycler).lerp_ (the removed mix)': lambda: index_select_mix(x, perm, lam, rc['isr'].empty_like(x)),
+           'mix: mix(out=Recycler) at 1 thread (candidate)': one_thread(lambda: mix(x, perm, lam, out=rc['m1'].empty_like(x)))}
     fns, held = _keep(fns)
     res = run_group(fns, reps, torch.device('cpu'))
     ref = torch.lerp(xp, x, w)
@@ -446,20 +434,35 @@ def ops_group(shape, reps):
         if exp is not None and not torch.equal(held[k], exp): res[k] = 'fails: a different result'
     return res
 
+MIX_LIB = f'mix: mix_inputs with Recyclers (the callback: index_copy_, Recycler only over {RECYCLE_BYTES>>20} MB)'
+MIX_PLAIN = 'mix: x[perm].lerp_(x, w) (plain: mix without out)'
+
+def ce_fused_old(pred, y, perm, lam):
+    "The fused mixed CE the library used before (removed), for class indices without weights or ignored targets, mean"
+    idx = torch.stack((y, y[perm]), 1)
+    w = torch.stack((lam, 1-lam), 1).to(pred.dtype).mul_(-1/y.numel())
+    return (pred.log_softmax(1).gather(1, idx)*w).sum()
+
+CE_LIB, CE_ARMED, CE_FLOOR = ('loss: library mixed_loss(F.cross_entropy) (one log-softmax, two nll_loss)',
+                              'loss: MixUpLoss(CrossEntropyLossFlat) armed by the callback', 'loss: plain F.cross_entropy (floor)')
+CE_TWO, CE_FUSED = 'loss: two F.cross_entropy(none) lerped (candidate)', 'loss: old fused _mixed_ce (removed; candidate)'
+
 def loss17_group(bs, ncls, reps, backward:bool):
     torch.manual_seed(0)
     pred, y = torch.randn(bs, ncls).requires_grad_(backward), torch.randint(0, ncls, (bs,))
     xb = torch.randn(bs, 1)
     fa = _start_training(_learner(MixUp(ALPHA))); fa._split((xb, y)); fa('before_batch')
     us = _start_training(_learner(MixUpCallback(ALPHA))); us._split((xb, y)); us('before_batch')
-    cb, perm, lam = us.mix_up, us.mix_up.perm, us.mix_up.lam
-    crit = CrossEntropyLossFlat()
+    cb = us.mix_up
+    perm, lam = cb.record.perm, cb.record.lam
+    ref = mixed_loss(F.cross_entropy, pred, (y,), perm, lam)
+    for f in (ce_two_lerped, ce_fused_old): torch.testing.assert_close(f(pred, y, perm, lam), ref)  # the same loss
     def ours_learner(): cb('after_pred'); return us.loss_func(pred, y)
-    fns = {'loss: plain F.cross_entropy (floor)': lambda: F.cross_entropy(pred, y),
-           'loss: fused _mixed_ce via mixed_loss(F.cross_entropy)': lambda: mixed_loss(F.cross_entropy, pred, (y,), perm, lam),
-           'loss: MixUpLoss(CrossEntropyLossFlat) armed by the callback (fused)': ours_learner,
-           'loss: two F.cross_entropy(none) lerped (candidate)': lambda: ce_two_lerped(pred, y, perm, lam),
-           'loss: library generic path, CrossEntropyLossFlat': lambda: _generic_mixed_loss(crit, pred, (y,), perm, lam),
+    fns = {CE_FLOOR: lambda: F.cross_entropy(pred, y),
+           CE_LIB: lambda: mixed_loss(F.cross_entropy, pred, (y,), perm, lam),
+           CE_ARMED: ours_learner,
+           CE_TWO: lambda: ce_two_lerped(pred, y, perm, lam),
+           CE_FUSED: lambda: ce_fused_old(pred, y, perm, lam),
            'loss: fastai v2 MixUp loss wrapper': lambda: fa.loss_func(pred, y)}
     if backward:
         def fb(f):
@@ -467,11 +470,11 @@ def loss17_group(bs, ncls, reps, backward:bool):
             return g
         fns = {k: fb(f) for k,f in fns.items()}
     else:
-        two = torch.stack((y, y[perm]), 1)
+        lp = pred.log_softmax(1)
         fns.update({'loss step: pred.log_softmax(1)': lambda: pred.log_softmax(1),
+                    'loss step: F.nll_loss(log_softmax, y, none)': lambda: F.nll_loss(lp, y, reduction='none'),
                     'loss step: F.cross_entropy(reduction=none)': lambda: F.cross_entropy(pred, y, reduction='none'),
-                    'loss step: y[perm]': lambda: y[perm],
-                    'loss step: log_softmax(1).gather(1, both targets)': lambda: pred.log_softmax(1).gather(1, two)})
+                    'loss step: y[perm]': lambda: y[perm]})
     return run_group(fns, reps, torch.device('cpu'))
 
 class _PlainCb(Callback):
@@ -585,7 +588,8 @@ SHAPES17 = [(256,3,32,32), (64,3,224,224)]
 def run_condition(n:int, groups, q:bool)->dict:
     "Every selected issue-17 group in one condition (`n` busy loops beside it); {(group, shape): result}, with the load"
     r = {}
-    rs = dict(draws=300, small=100, big=25, loss=200, steps_rounds=20) if not q else dict(draws=30, small=15, big=5, loss=30, steps_rounds=4)
+    # (trimmed from 300/100/25/200/20 so that three conditions fit in about 15 minutes on 2 shared CPUs)
+    rs = dict(draws=150, small=50, big=12, loss=100, steps_rounds=10) if not q else dict(draws=30, small=15, big=5, loss=30, steps_rounds=4)
     with Busy(n) as busy:
         r['load0'], t0 = _load(), _cpu_times()
         print(f'\n## {condition_name(n, r["load0"])}', flush=True)
@@ -645,7 +649,7 @@ def goals17(conds)->list[str]:
     row('mix 256x3x32x32 vs plain x[perm].lerp_(x, w)', lambda c: _med(bt(c,S), us)/_med(bt(c,S), pl), lambda n: 1.25)
     row('mix 64x3x224x224 vs fastai v2 MixUp (before_batch)', lambda c: _med(bt(c,B), us)/_med(bt(c,B), fa), lambda n: 0.25 if not n else 0.5)
     lb = lambda c: c.get(('loss17', True), {})
-    row('mixed CE fwd+bwd (256,1000), MixUpLoss armed, vs F.cross_entropy', lambda c: _med(lb(c), 'loss: MixUpLoss(CrossEntropyLossFlat) armed by the callback (fused)')/_med(lb(c), 'loss: plain F.cross_entropy (floor)'), lambda n: 1.6)
+    row('mixed CE fwd+bwd (256,1000), MixUpLoss armed by the callback, vs F.cross_entropy', lambda c: _med(lb(c), CE_ARMED)/_med(lb(c), CE_FLOOR), lambda n: 1.6)
     st = lambda c: c.get(('workers',), ({},))[0]
     row('CPU training step (num_workers=2) with MixUp vs without', lambda c: _med(st(c), 'step: mixup_cb MixUpCallback')/_med(st(c), 'step: without MixUp'), lambda n: 1.05)
     out.append('| (reported) fastai v2 MixUp step vs without | ' + ' | '.join(f'{_med(st(conds[n]), "step: fastai v2 MixUp")/_med(st(conds[n]), "step: without MixUp"):.2f}x' for n in ns) + ' |')
@@ -664,20 +668,20 @@ def devices17(conds)->list[str]:
         out.append(f'| {dev} | {batch} | ' + ' | '.join(cells) + ' |')
     for sh in SHAPES17:
         b = 'x'.join(map(str, sh))
-        row('Recycler (whole mix: fresh out= / Recycler out=)', b, ('ops', sh), 'mix: mix(out=torch.empty_like(x)) (no Recycler)', 'mix: mix(out=Recycler) (the callback today)')
+        big = 4*torch.Size(sh).numel() > RECYCLE_BYTES
+        row('index_copy_ gather (library) over index_select(out=) (removed), whole mix, recycled', b, ('ops', sh), 'mix: index_select(out=Recycler).lerp_ (the removed mix)', 'mix: mix(out=Recycler) (index_copy_)')
+        row('index_copy_ gather over index_select(out=), gather alone, fresh', b, ('ops', sh), 'gather: index_select(out=fresh) (removed)', 'gather: index_copy_(inverse perm), fresh')
+        row('index_copy_ gather (fresh) over x[perm], whole mix', b, ('ops', sh), MIX_PLAIN, 'mix: mix(out=torch.empty_like(x)) (index_copy_, no Recycler)')
+        row('Recycler (whole mix: fresh / recycled, index_copy_)' + (' (used: over 32 MB)' if big else ' (not used: under 32 MB)'), b, ('ops', sh), 'mix: mix(out=torch.empty_like(x)) (index_copy_, no Recycler)', 'mix: mix(out=Recycler) (index_copy_)')
         row('Recycler (memory first touch: fresh / recycled)', b, ('ops', sh), 'memory: torch.empty_like(x).fill_(0) (first touch)', 'memory: Recycler.empty_like(x).fill_(0)')
-        row('index_select(out=fresh) over x[perm] (whole mix)', b, ('ops', sh), 'mix: x[perm].lerp_(x, w) (plain: mix without out)', 'mix: mix(out=torch.empty_like(x)) (no Recycler)')
-        row('index_select(out=fresh) over index_copy_ fresh (whole mix)', b, ('ops', sh), 'mix: index_copy_ fresh, lerp_', 'mix: mix(out=torch.empty_like(x)) (no Recycler)')
-        row('index_select(x,0,perm) over x[perm] (gather)', b, ('ops', sh), 'gather: x[perm]', 'gather: torch.index_select(x, 0, perm)')
-        row('Recycler under index_copy_ (whole mix: fresh / recycled)', b, ('ops', sh), 'mix: index_copy_ fresh, lerp_', 'mix: index_copy_ Recycler, lerp_')
-        row('candidate index_copy_ into Recycler over the callback\'s mix(out=Recycler)', b, ('ops', sh), 'mix: mix(out=Recycler) (the callback today)', 'mix: index_copy_ Recycler, lerp_')
-        row('candidate index_copy_ into Recycler over plain x[perm].lerp_', b, ('ops', sh), 'mix: x[perm].lerp_(x, w) (plain: mix without out)', 'mix: index_copy_ Recycler, lerp_')
-        row('1 thread over 2 threads (index_copy_ into Recycler)', b, ('ops', sh), 'mix: index_copy_ Recycler, lerp_', 'mix: index_copy_ Recycler, lerp_, at 1 thread')
+        row('the callback\'s mix (mix_inputs) over plain x[perm].lerp_', b, ('ops', sh), MIX_PLAIN, MIX_LIB)
+        row('candidate: 1 thread over 2 threads (mix(out=Recycler))', b, ('ops', sh), 'mix: mix(out=Recycler) (index_copy_)', 'mix: mix(out=Recycler) at 1 thread (candidate)')
         row('native _standard_gamma over public Gamma (validate_args=False)', f'bs {sh[0]}', ('draws', sh), 'lam: public Gamma validate_args=False (candidate)', 'lam: sample_lam (native torch._standard_gamma)')
         row('native _standard_gamma over public Beta (validate_args=False)', f'bs {sh[0]}', ('draws', sh), 'lam: public Beta validate_args=False (candidate)', 'lam: sample_lam (native torch._standard_gamma)')
         row('native with a generator over the fork_rng fallback', f'bs {sh[0]}', ('draws', sh), 'lam: fork_rng fallback with a generator (library fallback)', 'lam: sample_lam with a generator (native)')
-    row('fused _mixed_ce over two F.cross_entropy lerped, fwd+bwd', '(256,1000)', ('loss17', True), 'loss: two F.cross_entropy(none) lerped (candidate)', 'loss: fused _mixed_ce via mixed_loss(F.cross_entropy)')
-    row('fused _mixed_ce over two F.cross_entropy lerped, fwd', '(256,1000)', ('loss17', False), 'loss: two F.cross_entropy(none) lerped (candidate)', 'loss: fused _mixed_ce via mixed_loss(F.cross_entropy)')
+    for bw,t in ((True, 'fwd+bwd'), (False, 'fwd')):
+        row(f'one log-softmax (library) over two F.cross_entropy lerped, {t}', '(256,1000)', ('loss17', bw), CE_TWO, CE_LIB)
+        row(f'library over the old fused _mixed_ce, {t} (< 1: fused was faster)', '(256,1000)', ('loss17', bw), CE_FUSED, CE_LIB)
     return out
 
 def report17(conds, cmd, q)->list[str]:
@@ -692,8 +696,8 @@ def report17(conds, cmd, q)->list[str]:
         lines.append('- Training step rows: the DataLoader\'s 2 workers ran beside the step in every condition (' + '; '.join(
             f'{_cname(n)}: workers used {c[("workers",)][1]:.2f} CPUs, median wait for a batch {c[("workers",)][2]*1e3:.2f} ms' for n,c in conds.items() if ('workers',) in c) + ').')
     lines += ['', 'Each contender\'s median over its rounds and its worst round; rounds interleaved in a new shuffled order each time. '
-              'Every result is kept until that contender\'s next call, as a Learner keeps `xb`. Candidates (public Gamma/Beta, index_copy_, '
-              'two cross-entropies lerped, the plain callback) are written in bench.py and timed beside the library.' + (' **--quick: few rounds, not for decisions.**' if q else '')]
+              'Every result is kept until that contender\'s next call, as a Learner keeps `xb`. Candidates (public Gamma/Beta, the removed index_select(out=) gather, '
+              'two cross-entropies lerped, the removed fused cross-entropy, mix at 1 thread, the plain callback) are written in bench.py and timed beside the library.' + (' **--quick: few rounds, not for decisions.**' if q else '')]
     lines += goals17(conds) + devices17(conds)
     for sh in SHAPES17:
         b = 'x'.join(map(str, sh))
@@ -809,8 +813,8 @@ def _run(a, argv, busy):
             emit(table(f'{"x".join(map(str,shape))} {str(dt).split(".")[1]}', res, 'copy floor: out.copy_(x)', 'mixup_cb (Learner event)'))
     if 'paths' in groups:
         emit(['\n### The speed paths of mix: one batch mixed (fixed perm and lam), each result kept until that variant\'s next call',
-              '\nrecycled: out= from a `Recycler`; fresh: new memory each call; blocked: the 3 MB blocks `mix` used to take (only for '
-              'float32 batches over 12 MB on the CPU; removed, since it did not pay idle or under contention).'])
+              f'\nrecycled: out= from a `Recycler`; fresh: new memory each call; the callback recycles only batches over {RECYCLE_BYTES>>20} MB; '
+              'index_select(out=) is the gather `mix` used before issue 17, kept here as a candidate.'])
         for shape in [(256,3,32,32), (64,3,160,160), (64,3,224,224)]:
             name = f'{"x".join(map(str,shape))} float32 ({4*torch.Size(shape).numel()/2**20:.1f} MB)'
             res, reused = paths_group(shape, torch.float32, dev, reps_paths)

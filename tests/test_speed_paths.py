@@ -40,7 +40,7 @@ def test_mix_out_equals_definition(dtype, channels_last):
     assert torch.equal(x, x0) and m.dtype==dtype
     assert m.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('channels_last', [False, True])
 def test_large_recycled_mix_equals_definition(dtype, channels_last):
     "A batch of several MB mixed into recycled memory, as the callback mixes it: bitwise the plain path, type and layout kept"
@@ -54,11 +54,35 @@ def test_large_recycled_mix_equals_definition(dtype, channels_last):
         m = mix(x, perm, lam, out=rc.empty_like(x))
         assert type(m) is TensorImage and m.dtype==dtype
         assert torch.equal(m, mix(x, perm, lam))  # bitwise the plain path ...
-        tol = dict(rtol=1e-6, atol=1e-6) if dtype!=torch.bfloat16 else dict(rtol=1.6e-2, atol=3e-2)  # bf16: a few ulps of inputs up to ~5
+        # bf16/fp16: a few ulps of inputs up to ~5 (fp16 keeps 3 more mantissa bits than bf16)
+        tol = (dict(rtol=1e-6, atol=1e-6) if dtype in (torch.float32, torch.float64) else dict(rtol=1.6e-2, atol=3e-2) if dtype==torch.bfloat16
+               else dict(rtol=2e-3, atol=4e-3))
         torch.testing.assert_close(m.as_subclass(torch.Tensor).double(), _definition(x, perm, lam).as_subclass(torch.Tensor), **tol)  # ... the definition
         assert m.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         del m
     assert rc.reused==1 and torch.equal(x, x0)
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('recycle', [False, True])
+def test_chosen_path_equals_definition(dtype, channels_last, recycle, monkeypatch):
+    "`mix_inputs`, the one function every MixUp path calls, on either side of RECYCLE_BYTES: exactly the plain lerp, the definition, layout kept"
+    import mixup_cb.mix as mmix
+    monkeypatch.setattr(mmix, 'RECYCLE_BYTES', 0 if recycle else 2**40)
+    torch.manual_seed(4)
+    x = torch.randn(32, 3, 12, 12).to(dtype)
+    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    x0, perm, lam0 = x.clone(), sample_perm(32), sample_lam(32, 1.)
+    rcs = [Recycler()]
+    for _ in range(2):  # fresh memory, then (recycling) the same memory again
+        (m,),lam = mmix.mix_inputs((x,), perm, lam0, rcs)
+        w = lam.to(dtype).view(-1, 1, 1, 1)
+        assert m.dtype==dtype and torch.equal(m, x[perm].lerp_(x, w))  # bitwise the plain path: lam*x + (1-lam)*x[perm], lerped
+        eps = 1e-12 if dtype==torch.float64 else 1e-6 if dtype==torch.float32 else 2e-2
+        close(m.double(), _definition(x, perm, lam), eps=eps)
+        assert m.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        del m
+    assert torch.equal(x, x0) and rcs[0].reused==(1 if recycle else 0)
 
 def test_recycler_never_hands_out_memory_in_use():
     rc, x = Recycler(), torch.randn(8, 5)
