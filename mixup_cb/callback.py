@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_callback.ipynb #047419ae
 from __future__ import annotations
-import random
+import math, random
 from functools import partial
 from typing import NamedTuple
 from torch import Tensor
@@ -48,8 +48,7 @@ def _warn_standing_aside(cb, others):
 # %% ../nbs/04_callback.ipynb #c784ad15
 class MixCallback(Callback):
     "Base of the mixing callbacks: per training batch, a shuffle, lambdas, mixed inputs and a mixed loss"
-    # Late in every event: mix the inputs other callbacks have prepared, and wrap the loss they have set
-    order,run_valid = 100,False
+    run_valid = False
     def __init__(self,
                  alpha:float|callable, # Beta(alpha, alpha) concentration, or a schedule `f(pct_train)->alpha` (e.g. `SchedCos(1., 0.)`)
                  stack_y:bool=True, # Mix the losses (True) or, for float targets, the targets themselves (False)
@@ -58,14 +57,19 @@ class MixCallback(Callback):
                 ):
         self.alpha,self.stack_y = check_sched(alpha),check_bool(stack_y, 'stack_y')
         self.p,self.until = check_prob(p, 'p'),check_prob(until, 'until')
-        self.record,self.active,self._lf,self._hooks,self.at_start = None,True,None,None,False
+        self.record,self.active,self._lf,self._hooks,self.at_start,self._waiting = None,True,None,None,False,False
 
     def __setattr__(self, k, v):
         # The per-batch record skips fastai's check for a shadowed learner attribute: that check looks the name up
         # through the learner and its model, and cost more than the rest of the callback's bookkeeping together
-        if k=='record': self.__dict__[k] = v; return
+        if k in ('record','_waiting'): self.__dict__[k] = v; return
         if k=='learn': self._check_owner(v)
         super().__setattr__(k, v)
+
+    @property
+    def order(self)->float:
+        "100, late in every event; last of all while a mixed batch waits for its loss, so nothing runs between arming it and its call"
+        return math.inf if self._waiting else 100
 
     @property
     def perm(self)->Tensor|None: return None if self.record is None else self.record.perm
@@ -161,7 +165,7 @@ def before_batch(self:MixCallback):
         xb,m = mixer(xb, MixRecord(sample_perm(bs, dev), sample_lam(bs, alpha, dev), alpha))
         yb,m = self._mix_targets(yb, m)
         if m.points: self._hooks = HookMix(learn.model, m.points, m.perm, m.lam, partial(_learners_pass, learn))
-    learn.xb,learn.yb,self.record = xb,yb,m
+    learn.xb,learn.yb,self.record,self._waiting = xb,yb,m,m.mixes_loss
 
 @patch
 def _mix_targets(self:MixCallback, yb:tuple, m:MixRecord)->tuple:
@@ -181,7 +185,7 @@ def after_pred(self:MixCallback):
         h.remove()
         # Never a mixed loss on a forward pass that was not mixed: that would be label noise
         self.record = m = self.not_mixed(h.missed, m) if h.missed else m._replace(lam=h.lam)
-        if m is None: return
+        if m is None: self._waiting = False; return
     if m.mixes_loss: self.learn.loss_func = self._armed(m)
 
 @patch
@@ -206,6 +210,7 @@ def _armed(self:MixCallback, m:MixRecord)->MixUpLoss:
 def _give_back(self:MixCallback):
     "Give the learner the loss this batch's `MixUpLoss` wrapped, if that wrapper is still in place: the one way back"
     lf,learn = self._lf,self.__dict__.get('learn')
+    self._waiting = False
     if lf is None: return
     lf.disarm()
     if learn is not None and learn.loss_func is lf: learn.loss_func = lf.crit
@@ -222,13 +227,19 @@ def _end_batch(self:MixCallback):
     self._give_back()
     self.record = None
 
+# Whatever ended the batch: its own end, or the end of the epoch's training, of the epoch or of the fit that a
+# `Cancel*Exception` raised from another callback jumped to
 @patch
 def after_batch(self:MixCallback): self._end_batch()
+@patch
+def after_train(self:MixCallback): self._end_batch()
+@patch
+def after_epoch(self:MixCallback): self._end_batch()
 @patch
 def after_fit(self:MixCallback): self._end_batch()
 
 @patch
-def __getstate__(self:MixCallback): return {**super(MixCallback, self).__getstate__(), 'record':None, '_lf':None, '_hooks':None}
+def __getstate__(self:MixCallback): return {**super(MixCallback, self).__getstate__(), 'record':None, '_lf':None, '_hooks':None, '_waiting':False}
 
 # %% ../nbs/04_callback.ipynb #2b9cbdca
 @delegates(MixCallback.__init__)

@@ -150,18 +150,20 @@ class Bf16(Callback):
     def before_batch(self): self.learn.xb = tuple(x.bfloat16() for x in self.xb)
 
 class LamSpy(Callback):
+    "Per mixed batch: the record's lambdas, the loss, and the mixed loss recomputed with those lambdas"
     order = 150
     def before_fit(self): self.rows = []
-    def after_pred(self):
+    def after_loss(self):
         r = mixing_cb(self.learn).record
-        if self.training and r is not None: self.rows.append((r.lam.clone(), self.learn.loss_func.lam.clone()))
+        if self.training and r is not None:
+            self.rows.append((r.lam.clone(), self.loss.float(), mixed_loss(self.learn.loss_func, self.pred, self.yb, r.perm, r.lam).float()))
 
 def test_bf16_lambdas_are_the_ones_the_inputs_got():
     set_seed(0)
     learn = small_learner(model=small_cnn(nf=8).bfloat16(), loss_func=CrossEntropyLossFlat()).mixup(alpha=0.05)
     spy = LamSpy()
     quiet_fit(learn, 1, cbs=[Bf16(), spy, Cap(6)])
-    lams = torch.cat([l for l,_ in spy.rows])
-    assert all(torch.equal(l, a) for l,a in spy.rows)            # the loss was armed with the rounded lambdas
+    lams = torch.cat([l for l,_,_ in spy.rows])
+    assert all(torch.equal(got, want) for _,got,want in spy.rows)  # the loss was mixed with the rounded lambdas
     assert torch.equal(lams, lams.bfloat16().float())              # each representable in bfloat16
     assert (lams==1).any()                                          # alpha 0.05: many round to 1 and are not mixed at all
