@@ -25,14 +25,14 @@ def test_kill_9_then_resume(ref, tmp_path, capsys):
     p = subprocess.Popen([sys.executable, '-m', 'mixup_cb', 'compare', str(data), *ARGS, '--out', str(out)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     t0 = time.time()
-    while not (out/'runs'/'none-0-seed0.pt').exists():   # the first run is finished and kept: the second is training
+    while not (out/'results.json').exists():   # written after the first run, before the second starts training
         assert p.poll() is None and time.time()-t0 < 120, p.stdout.read() if p.poll() is not None else 'no run finished in 120 s'
         time.sleep(0.02)
     os.kill(p.pid, signal.SIGKILL); p.wait()
     assert p.returncode == -signal.SIGKILL
     assert runs_in(out) == ['none-0-seed0.pt'], runs_in(out)   # killed in the middle of the second run
     kept = (out/'runs'/'none-0-seed0.pt').stat()
-    js = json.loads((out/'results.json').read_text())      # written whole (atomically) after the first run
+    js = json.loads((out/'results.json').read_text())      # written whole (atomically): never half a file
     assert js['partial'] is True and [r['alpha'] for r in js['runs']] == [0.]
     # other settings: refused, nothing trained or written
     with pytest.raises(SystemExit) as e: main(['compare', str(data), *ARGS[:-1], '13', '--out', str(out), '--resume'])
