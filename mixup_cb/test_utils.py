@@ -14,7 +14,8 @@ from fastai.metrics import accuracy
 from .examples import digits_dls, small_cnn
 
 # %% auto #0
-__all__ = ['digits_learner', 'fire', 'loss_of', 'quiet_fit', 'RaiseAt', 'MixRecorder', 'make_shapes', 'make_split_images']
+__all__ = ['digits_learner', 'fire', 'loss_of', 'quiet_fit', 'RaiseAt', 'MixRecorder', 'make_shapes', 'make_split_images',
+           'make_seg_images']
 
 # %% ../nbs/09_test_utils.ipynb #9341fdd2
 def digits_learner(bs:int=32, **kw)->Learner:
@@ -104,4 +105,23 @@ def make_split_images(path, # The folder to write: `train/` and `valid/`, each w
         a[:, c*size//2:(c+1)*size//2] += 140
         (path/split/f'c{c}').mkdir(parents=True, exist_ok=True)
         Image.fromarray(a).save(path/split/f'c{c}'/f'{i}.png')
+    return path
+
+def make_seg_images(path, # The folder to write: `img/` and `lbl/`, one PNG each per sample
+                    n:int=16, # Images
+                    size:int=32, # Image side, pixels
+                    void:bool=False, # Also mark a 6x6 patch of each mask void (255, as CamVid and Pascal VOC do)
+                    seed:int=0, # Seed of the noise and the squares
+                   ):
+    "`n` noisy images with a bright square of class 1 or 2 (alternating) on background 0, and their masks: a segmentation folder"
+    import numpy as np
+    from PIL import Image
+    g = np.random.default_rng(seed)
+    (path/'img').mkdir(parents=True, exist_ok=True); (path/'lbl').mkdir(exist_ok=True)
+    for i in range(n):
+        m = np.zeros((size,size), dtype=np.uint8)
+        r,c = g.integers(0, size-12, 2); m[r:r+12, c:c+12] = 1 + i%2
+        a = g.integers(0, 60, (size,size,3), dtype=np.uint8) + (m[...,None]*80).astype(np.uint8)
+        if void: r,c = g.integers(0, size-6, 2); m[r:r+6, c:c+6] = 255
+        Image.fromarray(a).save(path/'img'/f'{i}.png'); Image.fromarray(m).save(path/'lbl'/f'{i}.png')
     return path

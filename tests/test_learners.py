@@ -17,7 +17,7 @@ from mixup_cb.all import *
 from mixup_cb.examples import ItemAt
 
 # ---- helpers: fire, loss_of, quiet_fit and make_split_images are shared with the notebooks (mixup_cb.test_utils) ----
-from mixup_cb.test_utils import fire, loss_of, quiet_fit, make_split_images
+from mixup_cb.test_utils import make_seg_images, fire, loss_of, quiet_fit, make_split_images
 
 def lerped(x, perm, lam):
     "`lam[i]*x[i] + (1-lam[i])*x[perm[i]]`, sample by sample, computed in float64"
@@ -219,15 +219,7 @@ def test_multilabel_vision(img_path):
 # ---- segmentation with a unet ----
 @pytest.fixture(scope='module')
 def seg_path():
-    with tempfile.TemporaryDirectory() as d:
-        p,g = Path(d),np.random.default_rng(1)
-        (p/'img').mkdir(); (p/'lbl').mkdir()
-        for i in range(24):
-            m = np.zeros((32,32), dtype=np.uint8)
-            r,c = g.integers(0, 20, 2); m[r:r+12, c:c+12] = 1 + i%2
-            a = g.integers(0, 60, (32,32,3), dtype=np.uint8) + (m[...,None]*80).astype(np.uint8)
-            PILImage.create(a).save(p/'img'/f'{i}.png'); PILMask.create(m).save(p/'lbl'/f'{i}.png')
-        yield p
+    with tempfile.TemporaryDirectory() as d: yield make_seg_images(Path(d), n=24, seed=1)
 
 def test_unet_segmentation(seg_path):
     dls = SegmentationDataLoaders.from_label_func(seg_path, get_image_files(seg_path/'img'), lambda o: seg_path/'lbl'/o.name,

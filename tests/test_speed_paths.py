@@ -40,7 +40,7 @@ def test_mix_out_equals_definition(dtype, channels_last):
     assert torch.equal(x, x0) and m.dtype==dtype
     assert m.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('channels_last', [False, True])
 def test_large_recycled_mix_equals_definition(dtype, channels_last):
     "A batch of several MB mixed into recycled memory, as the callback mixes it: bitwise the plain path, type and layout kept"
@@ -54,11 +54,35 @@ def test_large_recycled_mix_equals_definition(dtype, channels_last):
         m = mix(x, perm, lam, out=rc.empty_like(x))
         assert type(m) is TensorImage and m.dtype==dtype
         assert torch.equal(m, mix(x, perm, lam))  # bitwise the plain path ...
-        tol = dict(rtol=1e-6, atol=1e-6) if dtype!=torch.bfloat16 else dict(rtol=1.6e-2, atol=3e-2)  # bf16: a few ulps of inputs up to ~5
+        # bf16/fp16: a few ulps of inputs up to ~5 (fp16 keeps 3 more mantissa bits than bf16)
+        tol = (dict(rtol=1e-6, atol=1e-6) if dtype in (torch.float32, torch.float64) else dict(rtol=1.6e-2, atol=3e-2) if dtype==torch.bfloat16
+               else dict(rtol=2e-3, atol=4e-3))
         torch.testing.assert_close(m.as_subclass(torch.Tensor).double(), _definition(x, perm, lam).as_subclass(torch.Tensor), **tol)  # ... the definition
         assert m.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         del m
     assert rc.reused==1 and torch.equal(x, x0)
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('recycle', [False, True])
+def test_chosen_path_equals_definition(dtype, channels_last, recycle, monkeypatch):
+    "`mix_inputs`, the one function every MixUp path calls, on either side of RECYCLE_BYTES: exactly the plain lerp, the definition, layout kept"
+    import mixup_cb.mix as mmix
+    monkeypatch.setattr(mmix, 'RECYCLE_BYTES', 0 if recycle else 2**40)
+    torch.manual_seed(4)
+    x = torch.randn(32, 3, 12, 12).to(dtype)
+    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    x0, perm, lam0 = x.clone(), sample_perm(32), sample_lam(32, 1.)
+    rcs = [Recycler()]
+    for _ in range(2):  # fresh memory, then (recycling) the same memory again
+        (m,),lam = mmix.mix_inputs((x,), perm, lam0, rcs)
+        w = lam.to(dtype).view(-1, 1, 1, 1)
+        assert m.dtype==dtype and torch.equal(m, x[perm].lerp_(x, w))  # bitwise the plain path: lam*x + (1-lam)*x[perm], lerped
+        eps = 1e-12 if dtype==torch.float64 else 1e-6 if dtype==torch.float32 else 2e-2
+        close(m.double(), _definition(x, perm, lam), eps=eps)
+        assert m.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        del m
+    assert torch.equal(x, x0) and rcs[0].reused==(1 if recycle else 0)
 
 def test_recycler_never_hands_out_memory_in_use():
     rc, x = Recycler(), torch.randn(8, 5)
@@ -80,6 +104,8 @@ class KeepMixed(Callback):
         if self.training: self.kept.append((self.xb[0], self.xb[0].clone()))
 
 def _fit(n_batches, recycle=True, cbs=(), monkeypatch=None):
+    import mixup_cb.mix
+    mixup_cb.mix.RECYCLE_BYTES = 0 if recycle else 2**25  # the digits' batches are small: recycle them all the same
     set_seed(42)
     learn = Learner(digits_dls(bs=64), small_cnn(), lr=1e-2).mixup(alpha=1.)
     if not recycle: monkeypatch.setattr(Recycler, 'empty_like', lambda self, x: torch.empty_like(x))
@@ -87,7 +113,9 @@ def _fit(n_batches, recycle=True, cbs=(), monkeypatch=None):
         order = 102
         def after_batch(self):
             if self.training and self.iter+1>=n_batches: raise fastai.callback.core.CancelEpochException
-    with learn.no_logging(), learn.no_bar(): learn.fit(1, cbs=[Stop(), *cbs])
+    try:
+        with learn.no_logging(), learn.no_bar(): learn.fit(1, cbs=[Stop(), *cbs])
+    finally: mixup_cb.mix.RECYCLE_BYTES = 2**25
     return learn
 
 def test_recycled_training_matches_unbuffered(monkeypatch):
@@ -95,7 +123,7 @@ def test_recycled_training_matches_unbuffered(monkeypatch):
     rc = a.mix_up.__dict__['_rcs'][0]
     assert rc.reused>=5, rc  # the memory really was reused ...
     with monkeypatch.context() as m: b = _fit(8, recycle=False, monkeypatch=m)
-    assert b.mix_up.__dict__['_rcs'][0].reused==0
+    assert b.mix_up.__dict__['_rcs'][0].reused==0 and b.mix_up.__dict__['_rcs'][0].st is None
     for pa,pb in zip(a.model.parameters(), b.model.parameters()):  # ... and training is bitwise the same
         assert torch.equal(pa, pb)
         assert torch.equal(pa.grad, pb.grad) if pa.grad is not None else pb.grad is None
