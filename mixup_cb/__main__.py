@@ -1,3 +1,3 @@
 "`python -m mixup_cb compare ...` runs the `mixup-cb` command"
-from mixup_cb.compare_cli import main
+from mixup_cb.compare.cli import main
 if __name__=='__main__': main()

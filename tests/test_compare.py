@@ -2,10 +2,11 @@
 import json, re, subprocess, sys
 import numpy as np, pandas as pd, pytest
 from PIL import Image
-from mixup_cb.compare_cli import main
-from mixup_cb.compare_data import load_data
-from mixup_cb.compare_runs import make_learner
-from mixup_cb.show import CELL_PX, LAMS_PX, CURVES_PX, RELI_PX, TITLE_PX
+from mixup_cb.compare.cli import main
+from mixup_cb.compare.data import load_data
+from mixup_cb.compare.runs import make_learner
+from mixup_cb.show import CELL_PX, TITLE_PX
+from mixup_cb.compare.plots import LAMS_PX, CURVES_PX, RELI_PX
 
 from mixup_cb.test_utils import make_shapes
 
@@ -138,14 +139,15 @@ MISSING = "mixup-cb compare needs scikit-learn and matplotlib: pip install 'mixu
 @pytest.mark.parametrize('mod', ['matplotlib', 'sklearn'])
 def test_missing_extra(tmp_path, mod):
     out = tmp_path/'out'
-    code = f"import sys, mixup_cb.compare; from mixup_cb.compare_cli import main; sys.modules[{mod!r}] = None; main(['compare', '--quick', '--out', {str(out)!r}])"
+    code = f"import sys, mixup_cb.compare.app; from mixup_cb.compare.cli import main; sys.modules[{mod!r}] = None; main(['compare', '--quick', '--out', {str(out)!r}])"
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and r.stderr.strip() == MISSING, r.stderr[-2000:]
     assert not out.exists()
 
 def test_missing_extra_names_pyproject():
-    "The sentence names what the `compare` extra of pyproject.toml installs"
+    "The sentence names what the `compare` and `ray` extras of pyproject.toml install"
     from packaging.requirements import Requirement
-    from mixup_cb.compare_data import EXTRAS
+    from mixup_cb.compare.data import EXTRAS
     from test_release import PROJ
-    assert {Requirement(r).name for r in PROJ['optional-dependencies']['compare']} == set(EXTRAS['compare'].values())
+    for extra in ('compare', 'ray'):
+        assert {Requirement(r).name for r in PROJ['optional-dependencies'][extra]} == set(EXTRAS[extra].values()), extra

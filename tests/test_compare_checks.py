@@ -2,10 +2,10 @@
 import os, re
 import numpy as np, pandas as pd, pytest, torch, warnings
 from pathlib import Path
-import mixup_cb, mixup_cb.compare as mc
-from mixup_cb.compare_cli import main
-from mixup_cb.compare_data import load_data, read_table, csv_dls, auto_bs, auto_epochs, CompareError
-from mixup_cb.compare_runs import ece, reliability, run_problems, chance_level, pick_threads
+import mixup_cb, mixup_cb.compare.grid as grid
+from mixup_cb.compare.cli import main
+from mixup_cb.compare.data import load_data, read_table, csv_dls, auto_bs, auto_epochs, CompareError
+from mixup_cb.compare.runs import ece, reliability, run_problems, chance_level, pick_threads
 from test_compare import make_shapes, make_csv, read_out
 
 def cli(capsys, *argv):
@@ -162,12 +162,12 @@ def test_ctrl_c_keeps_partial(tmp_path, capsys, monkeypatch):
     from fastai.callback.core import Callback
     class Interrupt(Callback):
         def after_batch(self): raise KeyboardInterrupt
-    orig, calls = mc.run_one, []
+    orig, calls = grid.run_one, []
     def run_one(*args, **kw):
         calls.append(1)
         if len(calls)==2: kw['cbs'] = [Interrupt()]
         return orig(*args, **kw)
-    monkeypatch.setattr(mc, 'run_one', run_one)
+    monkeypatch.setattr(grid, 'run_one', run_one)
     code, out, err = cli(capsys, 'compare', '--quick', '--out', tmp_path)
     assert code == 130 and 'interrupted' in err and 'Traceback' not in err
     assert 'INTERRUPTED after 1 of 2 runs' in out and 'marked partial' in out

@@ -3,8 +3,8 @@ import json
 import numpy as np, pandas as pd, pytest, torch
 from pathlib import Path
 from PIL import Image
-from mixup_cb.compare_cli import main
-from mixup_cb.compare_data import load_data, CompareError, MIN_TRAIN, MIN_VALID, is_measurement, id_like
+from mixup_cb.compare.cli import main
+from mixup_cb.compare.data import load_data, CompareError, MIN_TRAIN, MIN_VALID, is_measurement, id_like
 from mixup_cb.test_utils import make_shapes
 from test_compare import make_csv, read_out
 

@@ -3,7 +3,7 @@ import os, time
 import numpy as np, pytest
 from PIL import Image
 from mixup_cb.compare import compare
-from mixup_cb.compare_data import load_data
+from mixup_cb.compare.data import load_data
 
 def make_photos(path, n=50, crop=96, seed=0):
     "`n` random `crop`px crops of each of scikit-learn's sample photos (china.jpg, flower.jpg), one class per photo"

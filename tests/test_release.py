@@ -54,3 +54,10 @@ def test_compare_extra():
     compare = {Requirement(r).name for r in extras['compare']}
     assert compare == {'scikit-learn', 'matplotlib'} and not compare & deps, (compare, deps)
     assert any(r.name == 'mixup_cb' and 'compare' in r.extras for r in map(Requirement, extras['dev'])), extras['dev']
+
+def test_ray_extra():
+    "Ray serves `mixup-cb compare --ray` only: an extra of its own, which `dev` pulls in so that CI runs the Ray test"
+    extras = PROJ['optional-dependencies']
+    assert {Requirement(r).name for r in extras['ray']} == {'ray'} and 'ray' not in {Requirement(r).name for r in PROJ['dependencies']}
+    assert any(r.name == 'mixup_cb' and 'ray' in r.extras for r in map(Requirement, extras['dev'])), extras['dev']
+    assert PROJ['scripts']['mixup-cb'] == 'mixup_cb.compare.cli:main'

@@ -34,10 +34,10 @@ bad = [f"{k}: {v}" for k,v in meta.items() if k in ('Author-email','Project-URL'
 assert not bad, f"placeholder author or unbuilt site in the metadata: {bad}"
 assert meta['Description-Content-Type'] == 'text/markdown', meta['Description-Content-Type']
 files = z.namelist()
-for need in ('mixup_cb/all.py', 'mixup_cb/_modidx.py', 'mixup_cb/compare.py', 'mixup_cb/compare_data.py',
-             'mixup_cb/compare_runs.py', 'mixup_cb/compare_report.py', 'mixup_cb/compare_cli.py'):
+for need in ('mixup_cb/all.py', 'mixup_cb/_modidx.py', *(f'mixup_cb/compare/{m}.py' for m in
+             ('__init__', 'data', 'runs', 'stats', 'plots', 'report', 'grid', 'app', 'cli'))):
     assert need in files, f"{need} missing from the wheel"
-assert 'compare' in (meta.get_all('Provides-Extra') or []), f"no `compare` extra: {meta.get_all('Provides-Extra')}"
+assert {'compare', 'ray'} <= set(meta.get_all('Provides-Extra') or []), f"no `compare` or `ray` extra: {meta.get_all('Provides-Extra')}"
 assert not [n for n in files if n.startswith(('nbs/', 'tests/'))], "notebooks or tests packed into the wheel"
 print("metadata ok:", meta['Name'], meta['Version'], '| requires-python', meta['Requires-Python'], '|',
       '; '.join(meta.get_all('Requires-Dist') or []))
