@@ -65,7 +65,9 @@ class MixRecorder(Callback):
         if not self.training: return
         # The callback that mixes, found by its flag rather than its class: a notebook's own definitions count too
         cb = last(self.learn.cbs.filter(lambda c: getattr(c, 'active', False) and hasattr(c, 'mix_xb')))
-        self.pcts.append(self.pct_train); self.sizes.append(find_bs(self.yb)); self.records.append(getattr(cb, 'record', None))
+        r = getattr(cb, 'record', None)
+        # Without CutMix's (bs, H, W) masks: a fit's worth of them would hold as much memory as its images
+        self.pcts.append(self.pct_train); self.sizes.append(find_bs(self.yb)); self.records.append(r if r is None else r._replace(mask=None))
     @property
     def was_mixed(self)->list: return [r is not None for r in self.records]
     @property
