@@ -280,14 +280,15 @@ class KeepXb(Callback):
     def before_batch(self): self.xb0 = tuple(x.clone() for x in self.learn.xb)
 
 class MixedForward(Callback):
-    """After the mixing callback's `after_pred`, per training batch: whether the loss is mixed, and whether the forward pass
-    was: the input mixed, or the prediction equal to the model re-run with the record's point mixed and unequal to a clean run"""
+    """After the loss, per training batch: whether the loss is the mixed loss of the record's draws, and whether the forward pass
+    was mixed: the input mixed, or the prediction equal to the model re-run with the record's point mixed and unequal to a clean run"""
     order = 150
     def before_fit(self): self.rows = []
-    def after_pred(self):
+    def after_loss(self):
         if not self.training: return
-        r,lf,m = mixing_cb(self.learn).record,self.learn.loss_func,self.learn.model
-        row = dict(mixed_loss=isinstance(lf, MixUpLoss) and lf.lam is not None, points=None if r is None else r.points)
+        r,m = mixing_cb(self.learn).record,self.learn.model
+        mixed = r is not None and torch.allclose(self.loss, mixed_loss(self.learn.loss_func, self.pred, self.yb, r.perm, r.lam), atol=1e-6)
+        row = dict(mixed_loss=mixed, points=None if r is None else r.points)
         if r is not None and not r.points:   # the input was chosen
             x0 = self.learn.keep_xb.xb0
             row['mixed_forward'] = all(torch.allclose(a, lerped(b, r.perm, r.lam).to(b.dtype), atol=1e-6) for a,b in zip(self.xb, x0)
