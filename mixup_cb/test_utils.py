@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_test_utils.ipynb #19a4857f
 from __future__ import annotations
-import math
+import math, torch.nn as nn
 from fastcore.basics import *
 from fastai.torch_core import find_bs
 from fastai.callback.core import Callback
@@ -15,7 +15,7 @@ from .examples import digits_dls, small_cnn
 
 # %% auto #0
 __all__ = ['digits_learner', 'fire', 'loss_of', 'quiet_fit', 'RaiseAt', 'MixRecorder', 'make_shapes', 'make_split_images',
-           'make_seg_images']
+           'make_seg_images', 'make_tabular_df', 'TinyTransformer']
 
 # %% ../nbs/09_test_utils.ipynb #9341fdd2
 def digits_learner(bs:int=32, **kw)->Learner:
@@ -127,3 +127,25 @@ def make_seg_images(path, # The folder to write: `img/` and `lbl/`, one PNG each
         if void: r,c = g.integers(0, size-6, 2); m[r:r+6, c:c+6] = 255
         Image.fromarray(a).save(path/'img'/f'{i}.png'); Image.fromarray(m).save(path/'lbl'/f'{i}.png')
     return path
+
+# %% ../nbs/09_test_utils.ipynb #a0666204
+def make_tabular_df(n:int=96, seed:int=0):
+    "A DataFrame with two categorical columns (`color`, `size`), two continuous ones (`a`, `b`) and a class `y` that depends on both kinds"
+    import numpy as np, pandas as pd
+    g = np.random.default_rng(seed)
+    df = pd.DataFrame(dict(color=g.choice(['red','green','blue'], n), size=g.choice(['S','M','L'], n), a=g.normal(size=n), b=g.normal(size=n)))
+    df['y'] = np.where((df.color=='red') | (df.a>0.5), 'yes', 'no')
+    return df
+
+class TinyTransformer(nn.Module):
+    "A user's text classifier: token ids -> embeddings -> a transformer encoder with a padding mask -> mean over real tokens -> a linear head"
+    def __init__(self, vocab_sz:int=20, d:int=16, n_out:int=2, pad:int=0):
+        super().__init__()
+        self.pad = pad
+        self.emb = nn.Embedding(vocab_sz, d, padding_idx=pad)
+        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 2, 2*d, dropout=0., batch_first=True), 1, enable_nested_tensor=False)
+        self.head = nn.Linear(d, n_out)
+    def forward(self, ids):
+        pad = ids==self.pad
+        h = self.enc(self.emb(ids), src_key_padding_mask=pad)
+        return self.head(h.masked_fill(pad[...,None], 0).sum(1)/(~pad).sum(1, keepdim=True))

@@ -17,7 +17,7 @@ from mixup_cb.all import *
 from mixup_cb.examples import ItemAt
 
 # ---- helpers: fire, loss_of, quiet_fit and make_split_images are shared with the notebooks (mixup_cb.test_utils) ----
-from mixup_cb.test_utils import make_seg_images, fire, loss_of, quiet_fit, make_split_images
+from mixup_cb.test_utils import make_seg_images, make_tabular_df, fire, loss_of, quiet_fit, make_split_images
 
 def lerped(x, perm, lam):
     "`lam[i]*x[i] + (1-lam[i])*x[perm[i]]`, sample by sample, computed in float64"
@@ -242,13 +242,6 @@ def test_unet_segmentation(seg_path):
     fct.test_eq(len(plt.gcf().axes), 4); plt.close('all')
 
 # ---- tabular: stack_x=True with a model that mixes its embeddings; export and get_preds ----
-def make_df(n=96, seed=0):
-    g = np.random.default_rng(seed)
-    df = pd.DataFrame(dict(color=g.choice(['red','green','blue'], n), size=g.choice(['S','M','L'], n),
-                           a=g.normal(size=n), b=g.normal(size=n)))
-    df['y'] = np.where((df.color=='red') | (df.a>0.5), 'yes', 'no')
-    return df
-
 class EmbMixTabular(TabularModel):
     "fastai's `TabularModel`, which in training gets `(cats, conts, cats[perm], conts[perm], lam)` and mixes the embeddings"
     def forward(self, x_cat, x_cont, *shuf):
@@ -260,7 +253,7 @@ class EmbMixTabular(TabularModel):
         return self.layers(x)
 
 def test_tabular_stack_x_and_export():
-    df = make_df()
+    df = make_tabular_df()
     dls = TabularDataLoaders.from_df(df, procs=[Categorify, Normalize], cat_names=['color','size'], cont_names=['a','b'],
                                      y_names='y', y_block=CategoryBlock(), valid_idx=list(range(64,96)), bs=16, num_workers=0)
     model = EmbMixTabular(get_emb_sz(dls.train_ds), 2, 2, [16])

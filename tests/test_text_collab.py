@@ -17,7 +17,7 @@ from mixup_cb.all import *
 from mixup_cb.callback import mixing_cb
 from mixup_cb.hooks import HookMix, InputOf, find_mix_points
 from mixup_cb.examples import ItemAt
-from mixup_cb.test_utils import make_seg_images, fire, loss_of, quiet_fit
+from mixup_cb.test_utils import make_seg_images, make_tabular_df, TinyTransformer, fire, loss_of, quiet_fit
 
 @pytest.fixture(scope='module', autouse=True)
 def one_thread():
@@ -76,21 +76,8 @@ AWD_CFG = {**awd_lstm_clas_config, 'emb_sz':16, 'n_hid':32, 'n_layers':1}
 def awd_learner(dls, **kw):
     return text_classifier_learner(dls, AWD_LSTM, pretrained=False, config=AWD_CFG.copy(), drop_mult=0.1, metrics=accuracy, **kw)
 
-class TinyTransformer(nn.Module):
-    "A user's classifier: token ids -> embeddings -> a transformer encoder with a padding mask -> mean over real tokens -> head"
-    def __init__(self, vocab_sz, d=16, n_out=2, pad=1):
-        super().__init__()
-        self.pad = pad
-        self.emb = nn.Embedding(vocab_sz, d, padding_idx=pad)
-        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 2, 32, dropout=0., batch_first=True), 1, enable_nested_tensor=False)
-        self.head = nn.Linear(d, n_out)
-    def forward(self, ids):
-        pad = ids==self.pad
-        h = self.enc(self.emb(ids), src_key_padding_mask=pad)
-        return self.head(h.masked_fill(pad[...,None], 0).sum(1)/(~pad).sum(1, keepdim=True))
-
 def tt_learner(dls):
-    return Learner(dls, TinyTransformer(len(dls.vocab[0])), loss_func=CrossEntropyLossFlat(), metrics=accuracy)
+    return Learner(dls, TinyTransformer(len(dls.vocab[0]), pad=1), loss_func=CrossEntropyLossFlat(), metrics=accuracy)
 
 def disjoint_batch(dls):
     "Four sentences of different lengths with no word in common, padded by the loaders' own collation"
@@ -225,16 +212,9 @@ def test_collab_fit(collab_dls):
     print('\ncollab valid MSE (use_nn, mixup):', {k: round(float(o), 3) for k,o in res.items()})
 
 # ---------------------------------------------------------------- tabular ----
-def make_df(n=96, seed=0):
-    g = np.random.default_rng(seed)
-    df = pd.DataFrame(dict(color=g.choice(['red','green','blue'], n), size=g.choice(['S','M','L'], n),
-                           a=g.normal(size=n), b=g.normal(size=n)))
-    df['y'] = np.where((df.color=='red') | (df.a>0.5), 'yes', 'no')
-    return df
-
 @pytest.fixture(scope='module')
 def tab_dls():
-    return TabularDataLoaders.from_df(make_df(), procs=[Categorify, Normalize], cat_names=['color','size'], cont_names=['a','b'],
+    return TabularDataLoaders.from_df(make_tabular_df(), procs=[Categorify, Normalize], cat_names=['color','size'], cont_names=['a','b'],
                                       y_names='y', y_block=CategoryBlock(), valid_idx=list(range(64,96)), bs=16, num_workers=0)
 
 def test_tabular_mix_embeds(tab_dls):
