@@ -128,7 +128,7 @@ def make_seg_images(path, # The folder to write: `img/` and `lbl/`, one PNG each
         Image.fromarray(a).save(path/'img'/f'{i}.png'); Image.fromarray(m).save(path/'lbl'/f'{i}.png')
     return path
 
-# %% ../nbs/09_test_utils.ipynb #a0666204
+# %% ../nbs/09_test_utils.ipynb #e5f4de59
 def make_tabular_df(n:int=96, seed:int=0):
     "A DataFrame with two categorical columns (`color`, `size`), two continuous ones (`a`, `b`) and a class `y` that depends on both kinds"
     import numpy as np, pandas as pd
