@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_show.ipynb #0f119a90
 from __future__ import annotations
-import math, torch, numpy as np, pandas as pd
+import math, textwrap, torch, numpy as np, pandas as pd
 from contextlib import contextmanager
 from torch import Tensor
 from fastcore.basics import *
@@ -94,17 +94,23 @@ def _to_rgb(x:Tensor)->np.ndarray:
     if x.max()>1.5: x = x/255  # decoded back to bytes
     return x.clamp(0,1).permute(1,2,0).numpy()
 
-TITLE_PX = 50  # height of a figure title's band, in pixels at dpi 100
+TITLE_PX = 50  # height of a figure title's band of two lines, in pixels at dpi 100
+
+def _wrap(title:str, width_px:float)->str:
+    "`title` with each line wrapped to fit `width_px` (at its font size a character is about 7 px wide)"
+    return '\n'.join(textwrap.fill(l, max(20, int(width_px/7))) for l in title.split('\n'))
 
 def show_images(xs:Tensor, # Images `(n, C, H, W)`, values in [0, 1] (or 0-255)
                 titles:list, # One title per image
                 ncols:int|None=None, # Columns of the grid; about square otherwise
-                title:str|None=None, # A title for the whole figure, above the grid (two lines at most)
+                title:str|None=None, # A title for the whole figure, above the grid, wrapped to its width
                ):
     "A matplotlib figure: `xs` in a grid, each with its title; one-channel images in grey"
     import matplotlib.pyplot as plt
     n = len(xs); ncols = ncols or math.ceil(math.sqrt(n)); nrows = math.ceil(n/ncols)
-    h = nrows*CELL_PX[1] + (TITLE_PX if title else 0)
+    if title: title = _wrap(title, ncols*CELL_PX[0])
+    tpx = 0 if not title else TITLE_PX + 15*max(0, title.count('\n')-1)  # a band that holds every line
+    h = nrows*CELL_PX[1] + tpx
     fig,axs = plt.subplots(nrows, ncols, figsize=(ncols*CELL_PX[0]/100, h/100), dpi=100, squeeze=False)
     for ax in axs.flat: ax.axis('off')
     for ax,x,t in zip(axs.flat, xs, titles):
@@ -113,7 +119,7 @@ def show_images(xs:Tensor, # Images `(n, C, H, W)`, values in [0, 1] (or 0-255)
         else: ax.imshow(im[..., :3])
         ax.set_title(t, fontsize=9)
     if title: fig.suptitle(title, fontsize=8.5, y=1-8/h, va='top')
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02*nrows*CELL_PX[1]/h, top=1-(0.08*CELL_PX[1]+(TITLE_PX if title else 0))/h,
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02*nrows*CELL_PX[1]/h, top=1-(0.08*CELL_PX[1]+tpx)/h,
                         wspace=0.1, hspace=0.3)
     return fig
 
