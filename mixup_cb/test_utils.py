@@ -15,7 +15,7 @@ from .examples import digits_dls, small_cnn
 
 # %% auto #0
 __all__ = ['digits_learner', 'fire', 'loss_of', 'quiet_fit', 'RaiseAt', 'MixRecorder', 'make_shapes', 'make_split_images',
-           'make_seg_images', 'make_tabular_df', 'TinyTransformer']
+           'make_seg_images', 'make_tabular_df', 'TinyTransformer', 'make_text_df', 'disjoint_batch', 'only_in']
 
 # %% ../nbs/09_test_utils.ipynb #9341fdd2
 def digits_learner(bs:int=32, **kw)->Learner:
@@ -149,3 +149,26 @@ class TinyTransformer(nn.Module):
         pad = ids==self.pad
         h = self.enc(self.emb(ids), src_key_padding_mask=pad)
         return self.head(h.masked_fill(pad[...,None], 0).sum(1)/(~pad).sum(1, keepdim=True))
+
+def make_text_df(n:int=320, seed:int=0):
+    "Sentences of 4 to 14 filler words holding one sentiment word, which sets the label (`pos`/`neg`): a text task a model can learn"
+    import numpy as np, pandas as pd
+    g = np.random.default_rng(seed)
+    filler,pos,neg = [f'w{i}' for i in range(24)],['good','great','fine'],['bad','awful','poor']
+    rows = []
+    for i in range(n):
+        ws = list(g.choice(filler, g.integers(3, 14)))
+        ws.insert(g.integers(0, len(ws)+1), g.choice(pos if i%2 else neg))
+        rows.append((' '.join(ws), 'pos' if i%2 else 'neg'))
+    return pd.DataFrame(rows, columns=['text','label'])
+
+def disjoint_batch(dls):
+    "Four sentences of different lengths with no word in common, padded by the text loaders' own collation"
+    import pandas as pd
+    sents = [' '.join(f'w{i}' for i in range(r*6, r*6+6-r)) for r in range(4)]
+    return dls.test_dl(pd.DataFrame(dict(text=sents, label=['neg','pos','neg','pos'])), with_labels=True).one_batch()
+
+def only_in(ids, r:int)->list:
+    "The token ids of row `r` of `ids` that no other row has (neither padding nor `xxbos`)"
+    rows = [set(o) for o in ids.tolist()]
+    return sorted(rows[r] - set().union(*(o for k,o in enumerate(rows) if k!=r)))

@@ -17,7 +17,7 @@ from mixup_cb.all import *
 from mixup_cb.callback import mixing_cb
 from mixup_cb.hooks import HookMix, InputOf, find_mix_points
 from mixup_cb.examples import ItemAt
-from mixup_cb.test_utils import make_seg_images, make_tabular_df, TinyTransformer, fire, loss_of, quiet_fit
+from mixup_cb.test_utils import make_seg_images, make_tabular_df, make_text_df, disjoint_batch, only_in, TinyTransformer, fire, loss_of, quiet_fit
 
 @pytest.fixture(scope='module', autouse=True)
 def one_thread():
@@ -53,17 +53,6 @@ def same_buffers(model):
     return _Ctx()
 
 # ---------------------------------------------------------------- text ----
-def make_text_df(n=320, seed=0):
-    "Short sentences of filler words holding one sentiment word; lengths 4 to 14, so batches are padded"
-    g = np.random.default_rng(seed)
-    filler,pos,neg = [f'w{i}' for i in range(24)],['good','great','fine'],['bad','awful','poor']
-    rows = []
-    for i in range(n):
-        ws = list(g.choice(filler, g.integers(3, 14)))
-        ws.insert(g.integers(0, len(ws)+1), g.choice(pos if i%2 else neg))
-        rows.append((' '.join(ws), 'pos' if i%2 else 'neg'))
-    return pd.DataFrame(rows, columns=['text','label'])
-
 @pytest.fixture(scope='module')
 def text_dls():
     blk = DataBlock(blocks=(TextBlock.from_df('text', tok=BaseTokenizer(), n_workers=0, min_freq=1), CategoryBlock),
@@ -78,16 +67,6 @@ def awd_learner(dls, **kw):
 
 def tt_learner(dls):
     return Learner(dls, TinyTransformer(len(dls.vocab[0]), pad=1), loss_func=CrossEntropyLossFlat(), metrics=accuracy)
-
-def disjoint_batch(dls):
-    "Four sentences of different lengths with no word in common, padded by the loaders' own collation"
-    sents = [' '.join(f'w{i}' for i in range(r*6, r*6+6-r)) for r in range(4)]
-    return dls.test_dl(pd.DataFrame(dict(text=sents, label=['neg','pos','neg','pos'])), with_labels=True).one_batch()
-
-def only_in(ids, r):
-    "The token ids of row `r` that no other row has (not padding, not `xxbos`)"
-    rows = [set(o) for o in ids.tolist()]
-    return sorted(rows[r] - set().union(*(o for k,o in enumerate(rows) if k!=r)))
 
 def check_text_mixing(learn, emb_weight, head):
     """On one batch: the head receives the lerp of the clean pooled vectors; the prediction differs from the clean one;
