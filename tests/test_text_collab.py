@@ -9,9 +9,9 @@ from pathlib import Path
 from fastai.text.all import (text_classifier_learner, AWD_LSTM, awd_lstm_clas_config, TextBlock, BaseTokenizer)
 from fastai.collab import CollabDataLoaders, collab_learner
 from fastai.tabular.all import TabularDataLoaders, Categorify, Normalize, tabular_learner
-from fastai.vision.all import (unet_learner, resnet18, SegmentationDataLoaders, get_image_files, PILImage, PILMask, TensorMask)
+from fastai.vision.all import unet_learner, resnet18, SegmentationDataLoaders, get_image_files
 from fastai.basics import (Learner, Callback, DataBlock, CategoryBlock, ColReader, RandomSplitter, Datasets,
-                           CrossEntropyLossFlat, MSELossFlat, accuracy, set_seed, risinstance)
+                           CrossEntropyLossFlat, accuracy, set_seed)
 import fastai.callback.progress  # adds `Learner.no_bar`
 from mixup_cb.all import *
 from mixup_cb.callback import mixing_cb
