@@ -14,7 +14,7 @@ from fastai.callback.core import Callback
 from fastai.callback.schedule import LRFinder
 from fastai.learner import Learner
 from .core import *
-from .mix import is_mixable, mix, mix_inputs, paste, Recycler
+from .mix import is_mixable, is_dense, mix, mix_inputs, paste, Recycler
 from .hooks import HookMix, InputOf, check_points, embedding_points, find_mix_points
 from .loss import MixUpLoss, check_per_sample
 
@@ -173,8 +173,8 @@ def _mix_targets(self:MixCallback, yb:tuple, m:MixRecord)->tuple:
     if not yb: return yb,m._replace(mixes_loss=False)
     if self.stack_y or not all(map(is_mixable, yb)): return yb,m
     # A dense target under CutMix (a mask of the image's size) is pasted like the image; any other is lerped
-    dense = lambda y: m.mask is not None and y.ndim>=3 and y.shape[-2:]==m.mask.shape[-2:]
-    return tuple(paste(y, m.perm, m.mask) if dense(y) else mix(y, m.perm, m.lam) for y in yb),m._replace(mixes_loss=False, yb=yb)
+    paste_it = lambda y: m.mask is not None and is_dense(y, m.mask)
+    return tuple(paste(y, m.perm, m.mask) if paste_it(y) else mix(y, m.perm, m.lam) for y in yb),m._replace(mixes_loss=False, yb=yb)
 
 @patch
 def after_pred(self:MixCallback):

@@ -11,7 +11,7 @@ from torch import Tensor
 from fastcore.basics import *
 from fastcore.xtras import modify_exception
 from .core import *
-from .mix import paste, safe_to_unwrap, unwrap
+from .mix import paste, is_dense, safe_to_unwrap, unwrap
 
 
 # %% auto #0
@@ -171,15 +171,13 @@ def _check_mean(crit, pred, yb:tuple, l:Tensor):
                          "mean (MixUpLoss divides by their sum, as nn.CrossEntropyLoss does with class weights), or reduce it by the plain mean.")
 
 # %% ../nbs/02_loss.ipynb #b782f37b
-def _dense(y, mask)->bool: return isinstance(y, Tensor) and y.ndim>=3 and y.shape[-2:]==mask.shape[-2:]
-
 def _mixed(crit, pred, yb:tuple, perm:Tensor, lam:Tensor, reduction:str, mask:Tensor|None=None)->Tensor:
     "`mixed_loss` on checked arguments: what `MixUpLoss` calls"
     ys = tuple(y[perm] for y in yb)
     if mask is not None:  # CutMix: a dense target is pasted like the input, so each pixel trains towards the image it came from
-        yb = tuple(paste(y, perm, mask) if _dense(y, mask) else y for y in yb)
-        ys = tuple(y if _dense(y, mask) else o for y,o in zip(yb, ys))
-        if all(_dense(y, mask) for y in yb): ys = yb
+        yb = tuple(paste(y, perm, mask) if is_dense(y, mask) else y for y in yb)
+        ys = tuple(y if is_dense(y, mask) else o for y,o in zip(yb, ys))
+        if all(is_dense(y, mask) for y in yb): ys = yb
     if isinstance(_inner(crit), _fastai('LabelSmoothingCrossEntropy') or ()): return _smoothed(crit, pred, yb, ys, lam, reduction)
     l_shuf,l = _pair(crit, pred, yb, ys)
     if reduction!='mean': return _reduce(l_shuf, l, lam, reduction)

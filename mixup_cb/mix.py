@@ -12,7 +12,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['RECYCLE_BYTES', 'is_mixable', 'lam_like', 'safe_to_unwrap', 'unwrap', 'mix', 'lam_got', 'mix_inputs', 'Recycler',
-           'sample_boxes', 'box_mask', 'box_lam', 'paste', 'cutmix_inputs']
+           'sample_boxes', 'box_mask', 'box_lam', 'paste', 'is_dense', 'cutmix_inputs']
 
 # %% ../nbs/01_mix.ipynb #c5a53ca2
 def is_mixable(x)->bool:
@@ -151,6 +151,12 @@ def paste(x:Tensor, # Batch-first images `(bs, ..., H, W)`
     "`x` with each sample's box taken from its partner `x[perm]`"
     m = mask.view(mask.shape[0], *[1]*(x.ndim-3), *mask.shape[1:])
     return torch.where(m, x[perm], x)
+
+def is_dense(y, # A target (or input) of the batch
+             mask:Tensor, # bool `(bs, H, W)` box masks from `box_mask`
+            )->bool:
+    "Whether `y` has the boxes' spatial size, `(bs, [C,] H, W)`: a dense target that CutMix pastes like the image"
+    return isinstance(y, Tensor) and y.ndim>=3 and y.shape[-2:]==mask.shape[-2:]
 
 # %% ../nbs/01_mix.ipynb #682b2809
 def cutmix_inputs(xb:tuple, # Batch-first images, each `(bs, ..., H, W)` with the same `H, W`
